@@ -1,0 +1,158 @@
+/**
+ * `iris serve`: load config, make sure a llama-server binary and the model files exist, start one
+ * supervised engine per model, and serve the HTTP API until SIGTERM/SIGINT, then dispose in reverse order.
+ */
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config/load-config.js';
+import type { IrisConfig, ModelConfig } from '../config/config.js';
+import { ensureLlamaServer } from '../engines/llama-runner/build-llama-server.js';
+import { LlamaServerEngine } from '../engines/llama-runner/llama-server-engine.js';
+import { isLoopbackHost } from '../http/auth.js';
+import { createApp } from '../http/app.js';
+import { ImagePipeline } from '../images/image-pipeline.js';
+import { createLogger, type Logger } from '../logger.js';
+import { resolveDefaultModel } from '../models/default-model.js';
+import { ModelRegistry, type ModelEntry } from '../models/model-registry.js';
+import { ModelScheduler } from '../scheduler/model-scheduler.js';
+import { CliUsageError, IRIS_VERSION } from './cli-support.js';
+
+/** Help text of `iris serve`. */
+export const SERVE_USAGE = `Usage: iris serve [options]
+
+Serve vision-language models behind an OpenAI-compatible API.
+
+Options:
+  --model PATH             text model GGUF (without it: the default model, SmolVLM-256M-Instruct, from the hub)
+  --mmproj PATH            multimodal projector GGUF for --model
+  --model-id ID            id clients send as "model" (default: the file name without .gguf)
+  --ctx-size N             context size for --model (default 4096)
+  --slots N                parallel requests for --model (default 2)
+  --threads N              CPU threads for --model (default: llama.cpp's choice)
+  --host HOST              interface to listen on (env IRIS_HOST, default 127.0.0.1)
+  --port PORT              port to listen on (env IRIS_PORT, default 8080)
+  --api-key KEY            accepted API key; repeatable (env IRIS_API_KEYS, comma-separated)
+  --allow-unauthenticated  serve without API keys on a non-loopback host
+  --allow-media-host VALUE host, host:port or CIDR remote images may come from despite SSRF rules; repeatable
+                           (env IRIS_ALLOW_MEDIA_HOSTS, comma-separated)
+  --deny-media-host VALUE  host, host:port or CIDR remote images may never come from; repeatable
+  --config FILE            YAML config file (env IRIS_CONFIG)
+  --llama-server PATH      use this llama-server binary instead of building one (env IRIS_LLAMA_SERVER)
+  --cache-dir DIR          cache for the llama-server build and models (env IRIS_CACHE_DIR, default ~/.cache/iris)
+  --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (env IRIS_LOG_LEVEL, default info)
+`;
+
+/** Runs `iris serve` until a signal stops it. */
+export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string' },
+      model: { type: 'string' },
+      mmproj: { type: 'string' },
+      'model-id': { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'api-key': { type: 'string', multiple: true },
+      'allow-unauthenticated': { type: 'boolean' },
+      'allow-media-host': { type: 'string', multiple: true },
+      'deny-media-host': { type: 'string', multiple: true },
+      'ctx-size': { type: 'string' },
+      slots: { type: 'string' },
+      threads: { type: 'string' },
+      'llama-server': { type: 'string' },
+      'cache-dir': { type: 'string' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    process.stdout.write(SERVE_USAGE);
+    return;
+  }
+  const config = loadConfig(
+    {
+      config: values.config,
+      model: values.model,
+      mmproj: values.mmproj,
+      modelId: values['model-id'],
+      host: values.host,
+      port: values.port,
+      apiKey: values['api-key'],
+      allowUnauthenticated: values['allow-unauthenticated'],
+      allowMediaHost: values['allow-media-host'],
+      denyMediaHost: values['deny-media-host'],
+      ctxSize: values['ctx-size'],
+      slots: values.slots,
+      threads: values.threads,
+      llamaServer: values['llama-server'],
+      cacheDir: values['cache-dir'],
+      logLevel: values['log-level'],
+    },
+    env,
+  );
+  const logger = createLogger(config.logLevel);
+  if (config.apiKeys.length === 0 && !isLoopbackHost(config.host) && !config.allowUnauthenticated) {
+    throw new CliUsageError(
+      `Refusing to serve on ${config.host} without an API key. Pass --api-key KEY (or IRIS_API_KEYS), ` +
+        'listen on 127.0.0.1, or pass --allow-unauthenticated to serve openly.',
+    );
+  }
+  await runServer(config, { logger, env });
+}
+
+/** Builds every part from a config, listens, and stops cleanly on SIGTERM/SIGINT. */
+export async function runServer(config: IrisConfig, deps: { logger: Logger; env: NodeJS.ProcessEnv }): Promise<void> {
+  const { logger } = deps;
+  const models: readonly ModelConfig[] =
+    config.models.length > 0 ? config.models : [await resolveDefaultModel(config, logger)];
+  const binary = config.llama.serverPath ?? (await ensureLlamaServer({ cacheDir: config.cacheDir, logger }));
+
+  const created = Math.floor(Date.now() / 1000);
+  const entries: ModelEntry[] = models.map((model) => ({
+    id: model.id,
+    engine: new LlamaServerEngine(
+      {
+        id: model.id,
+        binary,
+        model: model.model,
+        mmproj: model.mmproj,
+        context: model.context,
+        slots: model.slots,
+        threads: model.threads,
+        startTimeoutMs: config.llama.startTimeoutMs,
+        maxImagesPerRequest: config.limits.maxImagesPerRequest,
+      },
+      { logger, env: deps.env },
+    ),
+    scheduler: new ModelScheduler({
+      slots: model.slots,
+      maxQueued: config.limits.maxQueuedPerModel,
+      queueTimeoutMs: config.limits.queueTimeoutMs,
+    }),
+    imageShape: { maxEdge: 2048 },
+    created,
+    ownedBy: 'iris',
+  }));
+  const registry = new ModelRegistry(entries, { logger });
+  const images = new ImagePipeline(config.limits);
+  const app = createApp({ config, registry, images, logger, version: IRIS_VERSION });
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    await app.close().catch((error: unknown) => logger.error({ err: error }, 'error while closing the HTTP server'));
+    await registry.dispose();
+    logger.flush();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+
+  const address = await app.listen({ host: config.host, port: config.port });
+  logger.info({ address, models: models.map((model) => model.id) }, `Iris ${IRIS_VERSION} listening on ${address}`);
+  void registry.preload();
+}

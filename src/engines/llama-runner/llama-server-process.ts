@@ -1,0 +1,270 @@
+/**
+ * Supervises one `llama-server` child for one model: spawns it on a free loopback port, waits until its
+ * `/health` says ready, pipes its logs into Iris's logger, and restarts it (with backoff) when it dies.
+ * Requests that arrive while it is (re)starting wait for it; requests in flight when it dies fail fast
+ * (their sockets close) with a typed error.
+ *
+ * No orphans: on Linux the child is exec'd through `setpriv --pdeathsig SIGKILL`, so the kernel kills it
+ * when Iris dies, even by SIGKILL; on a normal exit Iris also kills it synchronously.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { engineUnavailable, type IrisError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+
+/** Settings of one llama-server child. */
+export interface LlamaServerSettings {
+  /** Model id, for logs. */
+  id: string;
+  /** Path of the llama-server binary. */
+  binary: string;
+  /** Text model GGUF. */
+  model: string;
+  /** Multimodal projector GGUF, if any. */
+  mmproj?: string | undefined;
+  /** Context size (all slots together). */
+  context: number;
+  /** Parallel slots. */
+  slots: number;
+  /** CPU threads; 0 = llama.cpp's choice. */
+  threads: number;
+  /** How long a start may take before it counts as failed, in ms. */
+  startTimeoutMs: number;
+}
+
+/** Dependencies of a {@link LlamaServerProcess}. */
+export interface LlamaServerProcessDeps {
+  logger: Logger;
+  /** Environment the child inherits (llama-server's own LLAMA_ARG_* variables are removed from it). */
+  env: NodeJS.ProcessEnv;
+}
+
+/** Lifecycle of the child. */
+export type LlamaServerState = 'idle' | 'starting' | 'ready' | 'restarting' | 'failed' | 'disposed';
+
+const SETPRIV = '/usr/bin/setpriv';
+/** Consecutive failed starts after which the supervisor gives up until asked again. */
+const MAX_FAILED_STARTS = 3;
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+/** One supervised llama-server. */
+export class LlamaServerProcess {
+  readonly settings: LlamaServerSettings;
+  #deps: LlamaServerProcessDeps;
+  #state: LlamaServerState = 'idle';
+  #child: ChildProcess | undefined;
+  #baseUrl: string | undefined;
+  #starting: Promise<string> | undefined;
+  #failedStarts = 0;
+  #lastError: IrisError | undefined;
+  #recentLog: string[] = [];
+  #restarts = 0;
+  #disposed = new AbortController();
+
+  constructor(settings: LlamaServerSettings, deps: LlamaServerProcessDeps) {
+    this.settings = settings;
+    this.#deps = deps;
+    installExitHook();
+  }
+
+  /** Current lifecycle state. */
+  get state(): LlamaServerState {
+    return this.#state;
+  }
+
+  /** How many times the child was restarted after dying. */
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  /** The child's pid while it runs. */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  /** Resolves with the child's base URL once it is healthy, starting it if needed. */
+  async ready(): Promise<string> {
+    if (this.#state === 'disposed') throw engineUnavailable(`Model '${this.settings.id}' is shutting down.`, 'shutting_down');
+    if (this.#state === 'ready' && this.#baseUrl) return this.#baseUrl;
+    if (this.#state === 'failed') {
+      // A failed model is retried when asked again, but not in a tight loop.
+      this.#failedStarts = 0;
+    }
+    this.#starting ??= this.#startWithRetries().finally(() => {
+      this.#starting = undefined;
+    });
+    return this.#starting;
+  }
+
+  /** Stops the child (SIGTERM, then SIGKILL after a grace period). */
+  async dispose(): Promise<void> {
+    if (this.#state === 'disposed') return;
+    this.#state = 'disposed';
+    this.#disposed.abort();
+    await stopChild(this.#child);
+    this.#child = undefined;
+  }
+
+  async #startWithRetries(): Promise<string> {
+    for (;;) {
+      try {
+        const url = await this.#startOnce();
+        this.#failedStarts = 0;
+        return url;
+      } catch (error) {
+        this.#failedStarts += 1;
+        this.#lastError = error as IrisError;
+        if (this.#state === 'disposed') throw error;
+        if (this.#failedStarts >= MAX_FAILED_STARTS) {
+          this.#state = 'failed';
+          throw error;
+        }
+        this.#deps.logger.warn({ model: this.settings.id, err: error }, 'llama-server failed to start; retrying');
+        await sleep(500 * 2 ** this.#failedStarts, undefined, { signal: this.#disposed.signal }).catch(() => undefined);
+      }
+    }
+  }
+
+  async #startOnce(): Promise<string> {
+    const { settings } = this;
+    const logger = this.#deps.logger.child({ model: settings.id, component: 'llama-server' });
+    if (this.#state !== 'restarting') this.#state = 'starting';
+    this.#recentLog = [];
+    const port = await freeLoopbackPort();
+    const args = [
+      '--model', settings.model,
+      ...(settings.mmproj ? ['--mmproj', settings.mmproj] : []),
+      '--host', '127.0.0.1',
+      '--port', String(port),
+      '--ctx-size', String(settings.context),
+      '--parallel', String(settings.slots),
+      ...(settings.threads > 0 ? ['--threads', String(settings.threads)] : []),
+      '--alias', settings.id,
+      '--no-webui',
+      '--jinja',
+      '--metrics',
+      '--slots',
+    ];
+    const usePdeathsig = process.platform === 'linux' && existsSync(SETPRIV);
+    const command = usePdeathsig ? SETPRIV : settings.binary;
+    const commandArgs = usePdeathsig ? ['--pdeathsig', 'SIGKILL', '--', settings.binary, ...args] : args;
+    logger.info({ port, binary: settings.binary }, 'starting llama-server');
+
+    const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv(this.#deps.env) });
+    this.#child = child;
+    live.add(child);
+    const onLine = (line: string): void => {
+      this.#recentLog.push(line);
+      if (this.#recentLog.length > 30) this.#recentLog.shift();
+      if (/\berror\b|failed/i.test(line)) logger.warn(line);
+      else logger.debug(line);
+    };
+    if (child.stdout) createInterface({ input: child.stdout }).on('line', onLine);
+    if (child.stderr) createInterface({ input: child.stderr }).on('line', onLine);
+
+    const exited = new Promise<string>((resolve) => {
+      child.once('error', (error) => resolve(`could not be started: ${error.message}`));
+      child.once('exit', (code, signal) => resolve(signal ? `was killed by ${signal}` : `exited with code ${code}`));
+    });
+    void exited.then((how) => {
+      live.delete(child);
+      if (this.#child !== child) return;
+      this.#child = undefined;
+      this.#baseUrl = undefined;
+      if (this.#state === 'disposed') return;
+      const wasReady = this.#state === 'ready';
+      logger.error({ how, lastLog: this.#recentLog.slice(-5) }, `llama-server ${how}`);
+      if (wasReady) {
+        // It died while serving: bring it back; requests in flight already failed with their sockets.
+        this.#state = 'restarting';
+        this.#restarts += 1;
+        void this.ready().catch((error: unknown) => logger.error({ err: error }, 'llama-server could not be restarted'));
+      }
+    });
+
+    const baseUrl = `http://127.0.0.1:${port}`;
+    const deadline = Date.now() + settings.startTimeoutMs;
+    const startFailed = (why: string): IrisError =>
+      engineUnavailable(
+        `Model '${settings.id}' could not be started: llama-server ${why}. Last log lines: ${this.#recentLog.slice(-5).join(' | ')}`,
+        'model_unavailable',
+      );
+    let exitReason: string | undefined;
+    void exited.then((how) => {
+      exitReason = how;
+    });
+    for (;;) {
+      if (exitReason !== undefined) throw startFailed(exitReason);
+      if (this.#disposed.signal.aborted) {
+        await stopChild(child);
+        throw engineUnavailable(`Model '${settings.id}' is shutting down.`, 'shutting_down');
+      }
+      if (Date.now() > deadline) {
+        await stopChild(child);
+        throw startFailed(`was not healthy within ${settings.startTimeoutMs} ms`);
+      }
+      if (await isHealthy(baseUrl)) break;
+      await sleep(100);
+    }
+    this.#baseUrl = baseUrl;
+    this.#state = 'ready';
+    logger.info({ port, pid: child.pid }, 'llama-server ready');
+    return baseUrl;
+  }
+
+  /** The reason of the last failed start, if any. */
+  get lastError(): IrisError | undefined {
+    return this.#lastError;
+  }
+}
+
+async function isHealthy(baseUrl: string): Promise<boolean> {
+  try {
+    const response = await fetch(`${baseUrl}/health`, { signal: AbortSignal.timeout(2000) });
+    await response.body?.cancel();
+    return response.ok;
+  } catch {
+    return false;
+  }
+}
+
+/** A free TCP port on 127.0.0.1 (asked from the kernel, then released for the child to take). */
+export function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** The child's environment: ours minus llama-server's own LLAMA_ARG_* settings, which would override our flags. */
+function childEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([key]) => !key.startsWith('LLAMA_ARG_')));
+}
+
+async function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await gone;
+  clearTimeout(timer);
+}
+
+/** On any normal exit of Iris, kill every child synchronously (pdeathsig covers the abnormal ones). */
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const child of live) child.kill('SIGKILL');
+  });
+}

@@ -1,0 +1,179 @@
+/**
+ * POST /v1/openai/chat/completions and POST /v1/chat/completions: validate the OpenAI request, prepare its
+ * images, wait for a slot of the model, run the engine, and answer as JSON or as an SSE stream.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { EngineContentPart, EngineImage, EngineMessage, EngineUsage, GenerationParams, StreamPart } from '../../engines/engine.js';
+import { IrisError, invalidRequest, toIrisError } from '../../errors.js';
+import type { ImageInput, ImagePipeline } from '../../images/image-pipeline.js';
+import type { ModelEntry, ModelRegistry } from '../../models/model-registry.js';
+import { parseChatRequest, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
+import {
+  buildChunk,
+  buildCompletion,
+  buildUsageChunk,
+  newCompletionIdentity,
+} from '../../protocol/chat-response.js';
+import { SseWriter } from '../sse.js';
+
+/** What the route needs. */
+export interface ChatCompletionsDeps {
+  registry: ModelRegistry;
+  images: ImagePipeline;
+  /** `system_fingerprint` of responses. */
+  fingerprint: string;
+}
+
+/** Registers the chat-completions routes. */
+export function registerChatCompletions(app: FastifyInstance, deps: ChatCompletionsDeps): void {
+  const handler = (request: FastifyRequest, reply: FastifyReply) => handleChat(request, reply, deps);
+  app.post('/v1/openai/chat/completions', handler);
+  app.post('/v1/chat/completions', handler);
+}
+
+async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: ChatCompletionsDeps): Promise<unknown> {
+  const chat = parseChatRequest(request.body);
+  const model = deps.registry.get(chat.model);
+  const abort = abortOnDisconnect(request, reply);
+  try {
+    const messages = await toEngineMessages(chat, model, deps.images);
+    const params = toGenerationParams(chat);
+    const release = await model.scheduler.acquire(abort.signal);
+    if (chat.stream) {
+      return await streamCompletion(reply, chat, model, { messages, params, signal: abort.signal }, deps, release);
+    }
+    try {
+      const result = await model.engine.complete({ messages, params, signal: abort.signal });
+      const identity = newCompletionIdentity(chat.model, deps.fingerprint);
+      return buildCompletion(identity, result.text, result.finishReason, result.usage);
+    } finally {
+      release();
+    }
+  } finally {
+    abort.dispose();
+  }
+}
+
+async function streamCompletion(
+  reply: FastifyReply,
+  chat: ChatRequest,
+  model: ModelEntry,
+  engineRequest: { messages: EngineMessage[]; params: GenerationParams; signal: AbortSignal },
+  deps: ChatCompletionsDeps,
+  release: () => void,
+): Promise<FastifyReply> {
+  const includeUsage = chat.stream_options?.include_usage === true;
+  const identity = newCompletionIdentity(chat.model, deps.fingerprint);
+  const iterator = model.engine.stream(engineRequest)[Symbol.asyncIterator]();
+  let first: IteratorResult<StreamPart>;
+  try {
+    // Errors before anything was generated are still ordinary HTTP errors.
+    first = await iterator.next();
+  } catch (error) {
+    release();
+    throw error;
+  }
+  const sse = new SseWriter(reply, { 'x-request-id': reply.request.id });
+  let usage: EngineUsage | undefined;
+  try {
+    await sse.send(buildChunk(identity, { role: 'assistant', content: '', refusal: null }, null, includeUsage));
+    let result = first;
+    while (!result.done) {
+      const part = result.value;
+      if (!sse.open) break;
+      if (part.type === 'text-delta') {
+        await sse.send(buildChunk(identity, { content: part.text }, null, includeUsage));
+      } else if (part.type === 'finish') {
+        await sse.send(buildChunk(identity, {}, part.finishReason, includeUsage));
+      } else if (part.type === 'usage') {
+        if (includeUsage) usage = part.usage;
+      } else {
+        reply.request.log.warn({ err: part.error }, 'stream failed after it started');
+        await sse.fail(part.error);
+        return reply;
+      }
+      result = await iterator.next();
+    }
+    if (usage && sse.open) await sse.send(buildUsageChunk(identity, usage));
+    sse.end();
+  } catch (error) {
+    const irisError = error instanceof IrisError ? error : toIrisError(error);
+    if (irisError.status >= 500) reply.request.log.error({ err: error }, 'stream failed');
+    await sse.fail(irisError);
+  } finally {
+    await iterator.return?.();
+    release();
+  }
+  return reply;
+}
+
+/** Converts messages to engine messages, preparing every image on the way. */
+async function toEngineMessages(chat: ChatRequest, model: ModelEntry, images: ImagePipeline): Promise<EngineMessage[]> {
+  const inputs: ImageInput[] = [];
+  chat.messages.forEach((message, messageIndex) => {
+    if (message.role !== 'user' || typeof message.content === 'string') return;
+    message.content.forEach((part, partIndex) => {
+      if (part.type !== 'image_url') return;
+      inputs.push({
+        url: part.image_url.url,
+        detail: part.image_url.detail ?? 'auto',
+        param: `messages[${messageIndex}].content[${partIndex}].image_url`,
+      });
+    });
+  });
+  if (inputs.length > 0 && !model.engine.capabilities.vision) {
+    throw invalidRequest(
+      `The model '${model.id}' does not accept images (it was loaded without a multimodal projector).`,
+      inputs[0]?.param ?? null,
+      'model_not_supported',
+    );
+  }
+  const prepared = await images.prepare(inputs, model.imageShape);
+  let next = 0;
+  return chat.messages.map((message) => toEngineMessage(message, () => prepared[next++] as EngineImage));
+}
+
+function toEngineMessage(message: ChatMessage, nextImage: () => EngineImage): EngineMessage {
+  const role = message.role === 'developer' ? 'system' : message.role;
+  const content = message.content;
+  if (content === undefined || content === null) return { role, content: [] };
+  if (typeof content === 'string') return { role, content: [{ type: 'text', text: content }] };
+  const parts: EngineContentPart[] = content.map((part) =>
+    part.type === 'text' ? { type: 'text', text: part.text } : { type: 'image', image: nextImage() },
+  );
+  return { role, content: parts };
+}
+
+function toGenerationParams(chat: ChatRequest): GenerationParams {
+  const params: GenerationParams = {};
+  const maxTokens = chat.max_completion_tokens ?? chat.max_tokens;
+  if (maxTokens != null) params.maxTokens = maxTokens;
+  if (chat.temperature != null) params.temperature = chat.temperature;
+  if (chat.top_p != null) params.topP = chat.top_p;
+  if (chat.top_k != null) params.topK = chat.top_k;
+  if (chat.min_p != null) params.minP = chat.min_p;
+  if (chat.seed != null) params.seed = chat.seed;
+  if (chat.stop != null) params.stop = typeof chat.stop === 'string' ? [chat.stop] : chat.stop;
+  if (chat.presence_penalty != null) params.presencePenalty = chat.presence_penalty;
+  if (chat.frequency_penalty != null) params.frequencyPenalty = chat.frequency_penalty;
+  if (chat.repetition_penalty != null) params.repetitionPenalty = chat.repetition_penalty;
+  if (chat.ignore_eos != null) params.ignoreEos = chat.ignore_eos;
+  return params;
+}
+
+/** An AbortController that fires when the client disconnects before the response is complete. */
+function abortOnDisconnect(request: FastifyRequest, reply: FastifyReply): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const onClose = (): void => {
+    if (!reply.raw.writableFinished) controller.abort(new Error('client disconnected'));
+  };
+  reply.raw.on('close', onClose);
+  request.raw.on('aborted', onClose);
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      reply.raw.off('close', onClose);
+      request.raw.off('aborted', onClose);
+    },
+  };
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+/**
+ * Composition root and CLI entry: `iris <command> [options]`. Commands live in src/cli/, one file each.
+ * This file and config/ are the only places that touch process.env and process.argv.
+ */
+import { ConfigError } from './config/load-config.js';
+import { CliUsageError, IRIS_VERSION } from './cli/cli-support.js';
+import { serveCommand } from './cli/serve.js';
+import { synthCommand } from './cli/synth.js';
+import { IrisError } from './errors.js';
+
+const USAGE = `Usage: iris <command> [options]
+
+Commands:
+  serve    serve models behind the OpenAI-compatible API (default)
+  synth    write a synthetic test model (model.gguf + mmproj.gguf)
+  version  print the version
+
+Run 'iris <command> --help' for a command's options.
+`;
+
+async function main(argv: string[]): Promise<void> {
+  const [command = 'serve', ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      return serveCommand(rest, process.env);
+    case 'synth':
+      return synthCommand(rest);
+    case 'version':
+    case '--version':
+      process.stdout.write(`${IRIS_VERSION}\n`);
+      return;
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return;
+    default:
+      if (command.startsWith('--')) return serveCommand(argv, process.env);
+      throw new CliUsageError(`Unknown command '${command}'.\n\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof CliUsageError || error instanceof ConfigError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    process.stderr.write(`iris: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  if (error instanceof IrisError) {
+    process.stderr.write(`iris: ${error.message}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`iris: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

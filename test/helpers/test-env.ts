@@ -1,0 +1,153 @@
+/**
+ * Shared setup for integration tests: the real llama-server binary (built once per machine into the
+ * cache, with progress on stderr, or taken from IRIS_TEST_LLAMA_SERVER), synthetic models written by our
+ * own `synth` code into a per-machine temp folder, and Iris started as a real child process through its CLI.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { defaultCacheDir } from '../../src/config/load-config.js';
+import { ensureLlamaServer } from '../../src/engines/llama-runner/build-llama-server.js';
+import { freeLoopbackPort } from '../../src/engines/llama-runner/llama-server-process.js';
+import { createLogger } from '../../src/logger.js';
+import { synthesizeModel, type SynthResult, type SynthSize } from '../../src/synth/recipes.js';
+
+/** The repository root. */
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+let binary: Promise<string> | undefined;
+
+/** A llama-server binary: IRIS_TEST_LLAMA_SERVER, or ours from the cache (built on first use). */
+export function llamaServerBinary(): Promise<string> {
+  binary ??= (async () => {
+    const fromEnv = process.env['IRIS_TEST_LLAMA_SERVER'];
+    if (fromEnv) return fromEnv;
+    return ensureLlamaServer({ cacheDir: defaultCacheDir(process.env), logger: createLogger('info') });
+  })();
+  return binary;
+}
+
+const models = new Map<string, Promise<SynthResult>>();
+
+/** A synthetic model pair, written once per machine and seed (synthesis is deterministic). */
+export function syntheticModel(size: SynthSize = 'tiny', seed = 1): Promise<SynthResult> {
+  const key = `${size}-${seed}`;
+  let model = models.get(key);
+  if (!model) {
+    model = synthesizeModel({ out: join(tmpdir(), 'iris-test-models', key), size, seed });
+    models.set(key, model);
+  }
+  return model;
+}
+
+/** A running Iris child process. */
+export interface IrisProcess {
+  baseUrl: string;
+  port: number;
+  child: ChildProcess;
+  /** Every log line Iris wrote (JSON lines from pino), for assertions on what it did. */
+  logs: string[];
+  /** Parsed log records matching a message fragment. */
+  logRecords(fragment: string): Record<string, unknown>[];
+  /** Stops Iris with SIGTERM and waits for it to exit. */
+  stop(): Promise<void>;
+}
+
+/** Options of {@link startIris}. */
+export interface StartIrisOptions {
+  /** Arguments after `serve`; --port, --llama-server and --log-level are added. */
+  args: string[];
+  env?: NodeJS.ProcessEnv;
+  /** Wait for /ready (all models healthy) rather than only /health. @default true */
+  waitReady?: boolean;
+}
+
+/** Starts `iris serve` on a free port and waits until it answers. */
+export async function startIris(options: StartIrisOptions): Promise<IrisProcess> {
+  const port = await freeLoopbackPort();
+  const server = await llamaServerBinary();
+  const cacheDir = await mkdtemp(join(tmpdir(), 'iris-test-cache-'));
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(REPO_ROOT, 'src/main.ts'), 'serve', '--port', String(port), '--llama-server', server, '--log-level', 'debug', '--cache-dir', cacheDir, ...options.args],
+    { cwd: REPO_ROOT, env: { ...process.env, IRIS_API_KEYS: '', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const logs: string[] = [];
+  const collect = (line: string): void => {
+    logs.push(line);
+    if (process.env['IRIS_TEST_VERBOSE']) process.stderr.write(`[iris] ${line}\n`);
+  };
+  createInterface({ input: child.stdout! }).on('line', collect);
+  createInterface({ input: child.stderr! }).on('line', collect);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 120_000;
+  const path = options.waitReady === false ? '/health' : '/ready';
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`iris exited early (${child.exitCode ?? child.signalCode}):\n${logs.slice(-20).join('\n')}`);
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`iris did not become ready:\n${logs.slice(-20).join('\n')}`);
+    }
+    const ok = await fetch(`${baseUrl}${path}`).then((response) => response.ok, () => false);
+    if (ok) break;
+    await sleep(100);
+  }
+  return {
+    baseUrl,
+    port,
+    child,
+    logs,
+    logRecords: (fragment) =>
+      logs
+        .filter((line) => line.includes(fragment))
+        .map((line) => {
+          try {
+            return JSON.parse(line) as Record<string, unknown>;
+          } catch {
+            return {};
+          }
+        }),
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      await rm(cacheDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Whether a process with this pid exists. */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until `check` is true or the time is up; returns the last value of `check`. */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
+}
+
+/** True when a path exists (for skipping checks that need a built file). */
+export function exists(path: string): boolean {
+  return existsSync(path);
+}

@@ -1,0 +1,166 @@
+/**
+ * The supervised runner under stress: clients that disconnect mid-stream, a llama-server killed in the
+ * middle of a request, and Iris itself killed with SIGKILL (no orphaned llama-server may survive it).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
+import { assertMatchesSchema } from '../helpers/openapi.js';
+import { dataUri, makeImage } from '../helpers/images.js';
+import { processExists, startIris, syntheticModel, waitFor, type IrisProcess } from '../helpers/test-env.js';
+
+const MODEL = 'tiny';
+
+/** The pid and port of the llama-server child, from Iris's own "llama-server ready" log records. */
+function runner(iris: IrisProcess): { pid: number; port: number } {
+  const record = iris.logRecords('llama-server ready').at(-1);
+  assert.ok(record, 'iris logged that llama-server is ready');
+  return { pid: Number(record['pid']), port: Number(record['port']) };
+}
+
+async function slots(port: number): Promise<{ is_processing: boolean }[]> {
+  return (await fetch(`http://127.0.0.1:${port}/slots`).then((response) => response.json())) as { is_processing: boolean }[];
+}
+
+/** A request that generates for a long time (a high token budget on a big context). */
+function longRequest(image: string, stream: boolean) {
+  return {
+    model: MODEL,
+    messages: [{ role: 'user', content: [{ type: 'text', text: 'Write a very long story.' }, { type: 'image_url', image_url: { url: image } }] }],
+    max_tokens: 7000,
+    // Random weights hit end-of-sequence within tens of tokens; this keeps the runner busy for ~20 s.
+    ignore_eos: true,
+    temperature: 1,
+    stream,
+  };
+}
+
+describe('runner resilience', () => {
+  let iris: IrisProcess;
+  let client: OpenAI;
+  let image: string;
+
+  before(async () => {
+    const model = await syntheticModel('tiny');
+    image = dataUri(await makeImage());
+    iris = await startIris({
+      args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL, '--ctx-size', '8192', '--slots', '1'],
+    });
+    client = new OpenAI({ baseURL: `${iris.baseUrl}/v1/openai`, apiKey: 'unused', maxRetries: 0 });
+  });
+
+  after(async () => {
+    await iris?.stop();
+  });
+
+  test('a client that disconnects mid-stream stops the generation, and the next request is served', async () => {
+    const { port } = runner(iris);
+    const controller = new AbortController();
+    const response = await fetch(`${iris.baseUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(longRequest(image, true)),
+      signal: controller.signal,
+    });
+    assert.equal(response.status, 200);
+    const reader = response.body!.getReader();
+    await reader.read();
+    await reader.read();
+    controller.abort();
+    // With one slot, the runner must drop the work rather than generate all 7000 tokens for nobody.
+    const idle = await waitFor(async () => (await slots(port)).every((slot) => !slot.is_processing), 5000);
+    assert.ok(idle, 'llama-server stopped generating after the client left');
+    const next = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
+    assertMatchesSchema('CreateChatCompletionResponse', next);
+  });
+
+  test('a non-streaming client that disconnects also frees the slot', async () => {
+    const { port } = runner(iris);
+    const controller = new AbortController();
+    const pending = fetch(`${iris.baseUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(longRequest(image, false)),
+      signal: controller.signal,
+    }).catch(() => undefined);
+    assert.ok(await waitFor(async () => (await slots(port)).some((slot) => slot.is_processing), 10_000), 'generation started');
+    controller.abort();
+    await pending;
+    assert.ok(await waitFor(async () => (await slots(port)).every((slot) => !slot.is_processing), 5000), 'slot freed');
+  });
+
+  test('llama-server killed mid-request: the request fails cleanly, the runner restarts, the next request succeeds', async () => {
+    const before = runner(iris);
+    const pending = fetch(`${iris.baseUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(longRequest(image, false)),
+    });
+    assert.ok(await waitFor(async () => (await slots(before.port)).some((slot) => slot.is_processing), 10_000));
+    process.kill(before.pid, 'SIGKILL');
+    const failed = await pending;
+    assert.ok(failed.status >= 500 && failed.status < 600, `status ${failed.status}`);
+    const body = (await failed.json()) as any;
+    assertMatchesSchema('ErrorResponse', body);
+    assert.equal(body.error.code, 'engine_crashed');
+
+    // A stream cut by a dying runner ends with an error event, not a hang.
+    const next = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'again' }], max_tokens: 4 });
+    assertMatchesSchema('CreateChatCompletionResponse', next);
+    const after = runner(iris);
+    assert.notEqual(after.pid, before.pid, 'a new llama-server was started');
+    assert.equal(processExists(before.pid), false);
+  });
+
+  test('a stream whose runner dies ends with an error event', async () => {
+    const current = runner(iris);
+    const response = await fetch(`${iris.baseUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(longRequest(image, true)),
+    });
+    assert.equal(response.status, 200);
+    const reader = response.body!.getReader();
+    await reader.read();
+    process.kill(current.pid, 'SIGKILL');
+    let raw = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      raw += Buffer.from(value).toString('utf8');
+    }
+    const events = raw.split('\n\n').filter((event) => event.startsWith('data: ')).map((event) => event.slice(6));
+    const last = JSON.parse(events.at(-1)!);
+    assertMatchesSchema('ErrorResponse', last);
+    assert.equal(last.error.code, 'engine_crashed');
+    await waitFor(() => runner(iris).pid !== current.pid, 30_000);
+    const next = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
+    assertMatchesSchema('CreateChatCompletionResponse', next);
+  });
+});
+
+describe('no orphans', () => {
+  test('SIGKILL of Iris takes its llama-server with it', async () => {
+    const model = await syntheticModel('tiny');
+    const iris = await startIris({ args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL] });
+    try {
+      const { pid } = runner(iris);
+      assert.ok(processExists(pid));
+      iris.child.kill('SIGKILL');
+      assert.ok(await waitFor(() => !processExists(pid), 5000), `llama-server ${pid} outlived a SIGKILLed Iris`);
+    } finally {
+      await iris.stop();
+    }
+  });
+
+  test('SIGTERM of Iris stops its llama-server and exits 0', async () => {
+    const model = await syntheticModel('tiny');
+    const iris = await startIris({ args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL] });
+    const { pid } = runner(iris);
+    const exited = new Promise<number | null>((resolve) => iris.child.once('exit', (code) => resolve(code)));
+    iris.child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    assert.equal(processExists(pid), false);
+    await iris.stop();
+  });
+});
