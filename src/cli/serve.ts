@@ -12,8 +12,8 @@ import { createApp } from '../http/app.js';
 import { ImagePipeline } from '../images/image-pipeline.js';
 import { createLogger, type Logger } from '../logger.js';
 import { resolveDefaultModel } from '../models/default-model.js';
-import { ModelRegistry, type ModelEntry } from '../models/model-registry.js';
-import { ModelScheduler } from '../scheduler/model-scheduler.js';
+import { estimateModelMemory } from '../models/memory-estimate.js';
+import { ModelRegistry, type ModelDefinition } from '../models/model-registry.js';
 import { CliUsageError, IRIS_VERSION } from './cli-support.js';
 
 /** Help text of `iris serve`. */
@@ -28,6 +28,11 @@ Options:
   --ctx-size N             context size for --model (default 4096)
   --slots N                parallel requests for --model (default 2)
   --threads N              CPU threads for --model (default: llama.cpp's choice)
+  --preload ID             load this configured model at start, not on first request; repeatable
+                           (--model is always preloaded)
+  --keep-alive DURATION    unload a model idle this long: 30s, 10m, 1h, -1 = never (env IRIS_KEEP_ALIVE, default 10m)
+  --memory-budget SIZE     memory all loaded models may use: 8GiB, 512MB, 70% (env IRIS_MEMORY_BUDGET, default 70%);
+                           the least recently used idle model is unloaded to make room
   --host HOST              interface to listen on (env IRIS_HOST, default 127.0.0.1)
   --port PORT              port to listen on (env IRIS_PORT, default 8080)
   --api-key KEY            accepted API key; repeatable (env IRIS_API_KEYS, comma-separated)
@@ -60,6 +65,9 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       slots: { type: 'string' },
       threads: { type: 'string' },
       'llama-server': { type: 'string' },
+      preload: { type: 'string', multiple: true },
+      'keep-alive': { type: 'string' },
+      'memory-budget': { type: 'string' },
       'cache-dir': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -87,6 +95,9 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       slots: values.slots,
       threads: values.threads,
       llamaServer: values['llama-server'],
+      preload: values.preload,
+      keepAlive: values['keep-alive'],
+      memoryBudget: values['memory-budget'],
       cacheDir: values['cache-dir'],
       logLevel: values['log-level'],
     },
@@ -110,34 +121,48 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
   const binary = config.llama.serverPath ?? (await ensureLlamaServer({ cacheDir: config.cacheDir, logger }));
 
   const created = Math.floor(Date.now() / 1000);
-  const entries: ModelEntry[] = models.map((model) => ({
+  const configs = new Map(models.map((model) => [model.id, model]));
+  const definitions: ModelDefinition[] = models.map((model) => ({
     id: model.id,
-    engine: new LlamaServerEngine(
-      {
-        id: model.id,
-        binary,
-        model: model.model,
-        mmproj: model.mmproj,
-        context: model.context,
-        slots: model.slots,
-        threads: model.threads,
-        startTimeoutMs: config.llama.startTimeoutMs,
-        maxImagesPerRequest: config.limits.maxImagesPerRequest,
-      },
-      { logger, env: deps.env },
-    ),
-    scheduler: new ModelScheduler({
-      slots: model.slots,
-      maxQueued: config.limits.maxQueuedPerModel,
-      queueTimeoutMs: config.limits.queueTimeoutMs,
-    }),
+    vision: model.mmproj !== undefined,
+    context: model.context,
+    slots: model.slots,
+    keepAliveMs: model.keepAlive ?? config.keepAlive,
     imageShape: { maxEdge: 2048 },
     created,
     ownedBy: 'iris',
   }));
-  const registry = new ModelRegistry(entries, { logger });
+  const settingsOf = (definition: ModelDefinition) => {
+    const model = configs.get(definition.id);
+    if (!model) throw new Error(`no configuration for model '${definition.id}'`);
+    return model;
+  };
+  const registry = new ModelRegistry(definitions, {
+    logger,
+    memoryBudgetBytes: config.memoryBudget,
+    queue: { maxQueued: config.limits.maxQueuedPerModel, queueTimeoutMs: config.limits.queueTimeoutMs },
+    estimateMemory: async (definition) => (await estimateModelMemory(settingsOf(definition))).totalBytes,
+    createEngine: (definition) => {
+      const model = settingsOf(definition);
+      return new LlamaServerEngine(
+        {
+          id: model.id,
+          binary,
+          model: model.model,
+          mmproj: model.mmproj,
+          context: model.context,
+          slots: model.slots,
+          threads: model.threads,
+          startTimeoutMs: config.llama.startTimeoutMs,
+          maxImagesPerRequest: config.limits.maxImagesPerRequest,
+        },
+        { logger, env: deps.env },
+      );
+    },
+  });
+  const preload = config.models.length > 0 ? config.preload : models.map((model) => model.id);
   const images = new ImagePipeline(config.limits);
-  const app = createApp({ config, registry, images, logger, version: IRIS_VERSION });
+  const app = createApp({ config, registry, images, logger, preload, version: IRIS_VERSION });
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
@@ -154,5 +179,5 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
 
   const address = await app.listen({ host: config.host, port: config.port });
   logger.info({ address, models: models.map((model) => model.id) }, `Iris ${IRIS_VERSION} listening on ${address}`);
-  void registry.preload();
+  void registry.preload(preload);
 }

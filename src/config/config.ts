@@ -3,7 +3,51 @@
  * file. `loadConfig` (in load-config.ts) merges them (flags > env > file > defaults), validates once and
  * freezes the result; everything else receives the frozen {@link IrisConfig} and never reads process.env.
  */
+import { totalmem } from 'node:os';
 import { z } from 'zod';
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * A duration as Ollama's keep_alive takes it: `10m`, `30s`, `1h`, `500ms`, a number of seconds, or a
+ * negative value for "forever". Parsed to milliseconds; -1 means never.
+ */
+export const durationSchema = z.union([z.number(), z.string()]).transform((input, context) => {
+  const text = String(input).trim();
+  const match = /^(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/.exec(text);
+  if (!match) {
+    context.addIssue({ code: 'custom', message: `'${text}' is not a duration (e.g. 30s, 10m, 1h, -1 for never)` });
+    return z.NEVER;
+  }
+  const value = Number(match[1]);
+  if (value < 0) return -1;
+  return Math.round(value * (DURATION_UNITS[match[2] ?? 's'] ?? 1000));
+});
+
+/**
+ * A memory size: bytes as a number, a string with a unit (`512MiB`, `8GB`, `2g`), or a share of this
+ * machine's RAM (`70%`). Parsed to bytes.
+ */
+export const memorySizeSchema = z.union([z.number(), z.string()]).transform((input, context) => {
+  const text = String(input).trim();
+  const percent = /^(\d+(?:\.\d+)?)\s*%$/.exec(text);
+  if (percent) {
+    const share = Number(percent[1]);
+    if (share <= 0 || share > 100) {
+      context.addIssue({ code: 'custom', message: `'${text}' must be a share between 0% and 100%` });
+      return z.NEVER;
+    }
+    return Math.floor((totalmem() * share) / 100);
+  }
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?$/i.exec(text);
+  if (!match) {
+    context.addIssue({ code: 'custom', message: `'${text}' is not a memory size (e.g. 8GiB, 512MB, 70%)` });
+    return z.NEVER;
+  }
+  const exponent = ' kmgt'.indexOf((match[2] || ' ').toLowerCase());
+  const base = match[3] ? 1024 : 1000;
+  return Math.floor(Number(match[1]) * base ** Math.max(0, exponent));
+});
 
 /** One model served by the embedded llama.cpp engine. */
 export const modelConfigSchema = z.strictObject({
@@ -19,6 +63,8 @@ export const modelConfigSchema = z.strictObject({
   slots: z.number().int().min(1).max(64).default(2),
   /** CPU threads for llama-server; 0 lets llama.cpp choose. @default 0 */
   threads: z.number().int().min(0).max(1024).default(0),
+  /** How long the model stays loaded after its last request (ms after parsing; -1 = forever). @default the server's keepAlive */
+  keepAlive: durationSchema.optional(),
 });
 
 /** A model as written in config (before defaults). */
@@ -66,6 +112,12 @@ export const configSchema = z.strictObject({
   allowUnauthenticated: z.boolean().default(false),
   /** Models to serve. Empty means the default model from the hub. */
   models: z.array(modelConfigSchema).default([]),
+  /** Model ids loaded at start instead of on first request. */
+  preload: z.array(z.string().min(1)).default([]),
+  /** How long an idle model stays loaded, for models that do not set their own (ms after parsing; -1 = forever). Env IRIS_KEEP_ALIVE. @default 10m */
+  keepAlive: durationSchema.prefault('10m'),
+  /** Memory the loaded models may use together (bytes after parsing); the least recently used idle model is unloaded to make room. Env IRIS_MEMORY_BUDGET. @default 70% of RAM */
+  memoryBudget: memorySizeSchema.prefault('70%'),
   /** Directory for built llama-server binaries and downloaded models. Env IRIS_CACHE_DIR. */
   cacheDir: z.string().min(1),
   /** Hugging Face hub endpoint. Env HF_ENDPOINT. @default https://huggingface.co */

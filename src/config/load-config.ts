@@ -26,6 +26,9 @@ export interface ConfigFlags {
   slots?: string | undefined;
   threads?: string | undefined;
   llamaServer?: string | undefined;
+  keepAlive?: string | undefined;
+  memoryBudget?: string | undefined;
+  preload?: string[] | undefined;
   cacheDir?: string | undefined;
   logLevel?: string | undefined;
 }
@@ -50,6 +53,9 @@ const SOURCES: Record<string, string> = {
   allowMediaHosts: '--allow-media-host / IRIS_ALLOW_MEDIA_HOSTS / allow_media_hosts',
   denyMediaHosts: '--deny-media-host / IRIS_DENY_MEDIA_HOSTS / deny_media_hosts',
   logLevel: '--log-level / IRIS_LOG_LEVEL / log_level',
+  keepAlive: '--keep-alive / IRIS_KEEP_ALIVE / keep_alive',
+  memoryBudget: '--memory-budget / IRIS_MEMORY_BUDGET / memory_budget',
+  preload: '--preload / preload',
   llama: '--llama-server / IRIS_LLAMA_SERVER / llama',
   limits: 'limits (config file)',
 };
@@ -75,6 +81,8 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv): IrisConf
   set('hubEndpoint', env['HF_ENDPOINT']);
   set('hubToken', env['HF_TOKEN'] || undefined);
   set('logLevel', env['IRIS_LOG_LEVEL']);
+  set('keepAlive', env['IRIS_KEEP_ALIVE']);
+  set('memoryBudget', env['IRIS_MEMORY_BUDGET']);
   if (env['IRIS_LLAMA_SERVER']) {
     merged['llama'] = { ...(merged['llama'] as object | undefined), serverPath: env['IRIS_LLAMA_SERVER'] };
   }
@@ -88,6 +96,9 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv): IrisConf
   if (flags.allowUnauthenticated) merged['allowUnauthenticated'] = true;
   set('cacheDir', flags.cacheDir);
   set('logLevel', flags.logLevel);
+  set('keepAlive', flags.keepAlive);
+  set('memoryBudget', flags.memoryBudget);
+  if (flags.preload && flags.preload.length > 0) merged['preload'] = flags.preload;
   if (flags.llamaServer) {
     merged['llama'] = { ...(merged['llama'] as object | undefined), serverPath: flags.llamaServer };
   }
@@ -103,6 +114,8 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv): IrisConf
     };
     for (const key of Object.keys(model)) if (model[key] === undefined) delete model[key];
     merged['models'] = [model, ...((merged['models'] as unknown[] | undefined) ?? [])];
+    // The model named on the command line is the one the user wants served now: load it at start.
+    merged['preload'] = [...new Set([model['id'], ...((merged['preload'] as unknown[] | undefined) ?? [])])];
   } else if (flags.mmproj !== undefined || flags.modelId !== undefined) {
     throw new ConfigError('--mmproj and --model-id need --model PATH.');
   }
@@ -122,6 +135,11 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv): IrisConf
   for (const model of config.models) {
     if (ids.has(model.id)) throw new ConfigError(`Model id '${model.id}' is declared twice (models / --model-id).`);
     ids.add(model.id);
+  }
+  for (const id of config.preload) {
+    if (!ids.has(id) && config.models.length > 0) {
+      throw new ConfigError(`preload names '${id}', which is not a configured model (--preload / preload).`);
+    }
   }
   return deepFreeze(config);
 }

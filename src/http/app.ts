@@ -20,6 +20,8 @@ export interface AppDeps {
   registry: ModelRegistry;
   images: ImagePipeline;
   logger: Logger;
+  /** Models that must be loaded for /ready to say ready. */
+  preload: readonly string[];
   /** Server version, for `system_fingerprint`. */
   version: string;
 }
@@ -51,7 +53,7 @@ export function createApp(deps: AppDeps): FastifyInstance {
   });
 
   installErrorHandler(app);
-  registerHealth(app, deps);
+  registerHealth(app, { registry: deps.registry, preload: deps.preload });
   registerModels(app, deps);
   registerChatCompletions(app, { ...deps, fingerprint: `iris-${deps.version}` });
   return app;

@@ -1,61 +1,352 @@
 /**
- * The models this server answers for: model id -> engine, scheduler and image shape. Routes look models
- * up here and never construct engines themselves.
+ * The models this server answers for, and their lifecycle. Each model id maps to a definition (files,
+ * context, keep-alive, image shape) and, while loaded, to a running engine. Models load on first request
+ * (or at start when preloaded); concurrent first requests share one load; a model unloads after its idle
+ * keep-alive; and loaded models share a memory budget: to make room, the least recently used idle model is
+ * unloaded, and a model that cannot fit is refused with a clear 503 instead of running the machine out of
+ * memory.
+ *
+ * Routes take a {@link ModelLease} for the duration of a request: a leased model is never unloaded or
+ * evicted under it.
  */
 import type { Engine } from '../engines/engine.js';
-import { modelNotFound } from '../errors.js';
+import { IrisError, engineUnavailable, modelNotFound } from '../errors.js';
 import type { ImageShape } from '../images/normalize-image.js';
 import type { Logger } from '../logger.js';
-import type { ModelScheduler } from '../scheduler/model-scheduler.js';
+import { ModelScheduler } from '../scheduler/model-scheduler.js';
 
-/** One served model. */
-export interface ModelEntry {
+/** Everything needed to load and serve one model. */
+export interface ModelDefinition {
   /** The id clients send as `model`. */
   id: string;
-  engine: Engine;
-  scheduler: ModelScheduler;
+  /** Accepts images (has a multimodal projector). */
+  vision: boolean;
+  /** Context size in tokens. */
+  context: number;
+  /** Parallel requests. */
+  slots: number;
+  /** Idle time before unloading, in ms; -1 = never. */
+  keepAliveMs: number;
   /** How images are shaped for this model. */
   imageShape: ImageShape;
-  /** Unix seconds when the model was registered (the models list's `created`). */
+  /** Unix seconds of registration (the models list's `created`). */
   created: number;
   /** `owned_by` in the models list. */
   ownedBy: string;
 }
 
-/** All served models. */
-export class ModelRegistry {
-  #entries = new Map<string, ModelEntry>();
-  #logger: Logger;
+/** Lifecycle of a model. */
+export type ModelState = 'unloaded' | 'loading' | 'loaded' | 'unloading';
 
-  constructor(entries: readonly ModelEntry[], deps: { logger: Logger }) {
-    this.#logger = deps.logger;
-    for (const entry of entries) this.#entries.set(entry.id, entry);
+/** A model as the models list shows it. */
+export interface ModelStatus {
+  definition: ModelDefinition;
+  state: ModelState;
+  /** Estimated resident memory when loaded, once known. */
+  memoryBytes: number | undefined;
+  /** Requests holding the model now. */
+  active: number;
+}
+
+/** A model held for one request; call `release` exactly once when the request is over. */
+export interface ModelLease {
+  definition: ModelDefinition;
+  engine: Engine;
+  scheduler: ModelScheduler;
+  release(): void;
+}
+
+/** What the registry is built from. */
+export interface ModelRegistryDeps {
+  logger: Logger;
+  /** Creates (but does not start) the engine for a model. */
+  createEngine(definition: ModelDefinition): Engine;
+  /** Estimated resident memory of a model once loaded, in bytes. */
+  estimateMemory(definition: ModelDefinition): Promise<number>;
+  /** Memory all loaded models may use together, in bytes. */
+  memoryBudgetBytes: number;
+  /** Queue limits of every model's scheduler. */
+  queue: { maxQueued: number; queueTimeoutMs: number };
+}
+
+interface Entry {
+  definition: ModelDefinition;
+  scheduler: ModelScheduler;
+  state: ModelState;
+  engine: Engine | undefined;
+  loading: Promise<Engine> | undefined;
+  unloading: Promise<void> | undefined;
+  estimate: Promise<number> | undefined;
+  memoryBytes: number | undefined;
+  /** Memory counted against the budget: while loading or loaded. */
+  reservedBytes: number;
+  active: number;
+  lastUsed: number;
+  idleTimer: NodeJS.Timeout | undefined;
+}
+
+/** All served models and their engines. */
+export class ModelRegistry {
+  #entries = new Map<string, Entry>();
+  #deps: ModelRegistryDeps;
+  #disposed = false;
+
+  constructor(definitions: readonly ModelDefinition[], deps: ModelRegistryDeps) {
+    this.#deps = deps;
+    for (const definition of definitions) this.add(definition);
   }
 
-  /** The model with this id; throws a 404 `model_not_found` IrisError when there is none. */
-  get(id: string): ModelEntry {
+  /** Registers a model (unloaded). */
+  add(definition: ModelDefinition): void {
+    if (this.#entries.has(definition.id)) throw new Error(`model '${definition.id}' is registered twice`);
+    this.#entries.set(definition.id, {
+      definition,
+      scheduler: new ModelScheduler({ slots: definition.slots, ...this.#deps.queue }),
+      state: 'unloaded',
+      engine: undefined,
+      loading: undefined,
+      unloading: undefined,
+      estimate: undefined,
+      memoryBytes: undefined,
+      reservedBytes: 0,
+      active: 0,
+      lastUsed: 0,
+      idleTimer: undefined,
+    });
+  }
+
+  /** The definition of a model; throws a 404 `model_not_found` for an unknown id. */
+  definition(id: string): ModelDefinition {
+    return this.#entry(id).definition;
+  }
+
+  /** Every model with its state, in registration order. */
+  list(): ModelStatus[] {
+    return [...this.#entries.values()].map((entry) => ({
+      definition: entry.definition,
+      state: entry.state,
+      memoryBytes: entry.memoryBytes,
+      active: entry.active,
+    }));
+  }
+
+  /** Whether a model is loaded and its engine can take a request now. */
+  isReady(id: string): boolean {
+    const entry = this.#entry(id);
+    return entry.state === 'loaded' && entry.engine !== undefined && entry.engine.isReady();
+  }
+
+  /**
+   * Holds a model for one request, loading it first if needed (concurrent callers share one load).
+   * Rejects with 404 for an unknown id and 503 when it cannot be loaded or does not fit the memory budget.
+   */
+  async acquire(id: string, signal?: AbortSignal): Promise<ModelLease> {
+    const entry = this.#entry(id);
+    if (this.#disposed) throw engineUnavailable('The server is shutting down.', 'shutting_down');
+    entry.active += 1;
+    this.#clearIdleTimer(entry);
+    let engine: Engine;
+    try {
+      engine = await this.#ensureLoaded(entry);
+      signal?.throwIfAborted();
+    } catch (error) {
+      entry.active -= 1;
+      this.#scheduleIdleUnload(entry);
+      throw error;
+    }
+    entry.lastUsed = Date.now();
+    let released = false;
+    return {
+      definition: entry.definition,
+      engine,
+      scheduler: entry.scheduler,
+      release: () => {
+        if (released) return;
+        released = true;
+        entry.active -= 1;
+        entry.lastUsed = Date.now();
+        this.#scheduleIdleUnload(entry);
+      },
+    };
+  }
+
+  /** Loads the given models now (failures are logged; they are retried on the model's next request). */
+  async preload(ids: readonly string[]): Promise<void> {
+    await Promise.all(
+      ids.map(async (id) => {
+        try {
+          (await this.acquire(id)).release();
+        } catch (error) {
+          this.#deps.logger.error({ model: id, err: error }, 'preloading the model failed');
+        }
+      }),
+    );
+  }
+
+  /** Unloads a model if it is loaded and idle; resolves when its engine is gone. */
+  async unload(id: string): Promise<void> {
+    const entry = this.#entry(id);
+    if (entry.state === 'loaded' && entry.active === 0) this.#unload(entry, 'requested');
+    await entry.unloading;
+  }
+
+  /** Stops every engine and refuses new work. */
+  async dispose(): Promise<void> {
+    this.#disposed = true;
+    const stopping: Promise<void>[] = [];
+    for (const entry of this.#entries.values()) {
+      this.#clearIdleTimer(entry);
+      entry.scheduler.dispose();
+      if (entry.engine) stopping.push(entry.engine.dispose());
+      if (entry.loading) stopping.push(entry.loading.then((engine) => engine.dispose(), () => undefined));
+      if (entry.unloading) stopping.push(entry.unloading);
+    }
+    await Promise.all(stopping);
+  }
+
+  #entry(id: string): Entry {
     const entry = this.#entries.get(id);
     if (!entry) throw modelNotFound(id);
     return entry;
   }
 
-  /** Every model, in configuration order. */
-  list(): ModelEntry[] {
-    return [...this.#entries.values()];
+  async #ensureLoaded(entry: Entry): Promise<Engine> {
+    for (;;) {
+      if (entry.state === 'loaded' && entry.engine) return entry.engine;
+      if (entry.loading) return entry.loading;
+      if (entry.unloading) {
+        await entry.unloading;
+        continue;
+      }
+      break;
+    }
+    entry.state = 'loading';
+    entry.loading = this.#load(entry).finally(() => {
+      entry.loading = undefined;
+    });
+    return entry.loading;
   }
 
-  /** Starts every model's engine; failures are logged, and retried on the model's next request. */
-  async preload(): Promise<void> {
-    await Promise.all(
-      this.list().map((entry) =>
-        entry.engine.ready().catch((error: unknown) => this.#logger.error({ model: entry.id, err: error }, 'model failed to start')),
-      ),
-    );
+  async #load(entry: Entry): Promise<Engine> {
+    const { logger } = this.#deps;
+    const id = entry.definition.id;
+    let victims: Entry[];
+    try {
+      entry.estimate ??= this.#deps.estimateMemory(entry.definition);
+      entry.memoryBytes = await entry.estimate;
+      // Synchronous from here to the reservation, so two loads cannot both take the same free memory.
+      victims = this.#makeRoom(entry, entry.memoryBytes);
+    } catch (error) {
+      entry.estimate = error instanceof IrisError && error.code === 'model_unavailable' ? entry.estimate : undefined;
+      entry.state = 'unloaded';
+      throw error;
+    }
+    entry.reservedBytes = entry.memoryBytes;
+    for (const victim of victims) this.#unload(victim, `making room for '${id}'`);
+    await Promise.all(victims.map((victim) => victim.unloading));
+
+    const started = Date.now();
+    logger.info({ model: id, memoryBytes: entry.memoryBytes }, 'loading model');
+    const engine = this.#deps.createEngine(entry.definition);
+    try {
+      await engine.ready();
+    } catch (error) {
+      entry.reservedBytes = 0;
+      entry.state = 'unloaded';
+      await engine.dispose().catch(() => undefined);
+      throw error;
+    }
+    if (this.#disposed) {
+      await engine.dispose();
+      throw engineUnavailable('The server is shutting down.', 'shutting_down');
+    }
+    entry.engine = engine;
+    entry.state = 'loaded';
+    entry.lastUsed = Date.now();
+    logger.info({ model: id, ms: Date.now() - started }, 'model loaded');
+    this.#scheduleIdleUnload(entry);
+    return engine;
   }
 
-  /** Stops every engine and refuses new work. */
-  async dispose(): Promise<void> {
-    for (const entry of this.#entries.values()) entry.scheduler.dispose();
-    await Promise.all(this.list().map((entry) => entry.engine.dispose()));
+  /** Picks idle models to unload (least recently used first) so that `needed` bytes fit; throws 503 if they cannot. */
+  #makeRoom(entry: Entry, needed: number): Entry[] {
+    const budget = this.#deps.memoryBudgetBytes;
+    const id = entry.definition.id;
+    if (needed > budget) {
+      throw engineUnavailable(
+        `Model '${id}' needs about ${formatBytes(needed)} of memory, more than the whole memory budget of ` +
+          `${formatBytes(budget)}. Raise --memory-budget or give the model a smaller context.`,
+        'model_unavailable',
+      );
+    }
+    const others = [...this.#entries.values()].filter((other) => other !== entry);
+    let used = others.reduce((sum, other) => sum + other.reservedBytes, 0);
+    const idle = others
+      .filter((other) => other.state === 'loaded' && other.active === 0)
+      .sort((a, b) => a.lastUsed - b.lastUsed);
+    const victims: Entry[] = [];
+    while (used + needed > budget) {
+      const victim = idle.shift();
+      if (!victim) {
+        const busy = others.filter((other) => other.reservedBytes > 0).map((other) => other.definition.id);
+        throw new IrisError(
+          `Not enough memory to load model '${id}' (about ${formatBytes(needed)}): the memory budget of ` +
+            `${formatBytes(budget)} is held by models serving requests now (${busy.join(', ')}). Retry later.`,
+          { status: 503, type: 'service_unavailable_error', code: 'server_overloaded' },
+        );
+      }
+      victims.push(victim);
+      used -= victim.reservedBytes;
+    }
+    return victims;
   }
+
+  #unload(entry: Entry, why: string): void {
+    const engine = entry.engine;
+    if (!engine || entry.state !== 'loaded') return;
+    this.#clearIdleTimer(entry);
+    this.#deps.logger.info({ model: entry.definition.id, why }, 'unloading model');
+    entry.state = 'unloading';
+    entry.engine = undefined;
+    entry.unloading = engine
+      .dispose()
+      .catch((error: unknown) => this.#deps.logger.error({ model: entry.definition.id, err: error }, 'error while unloading'))
+      .finally(() => {
+        entry.reservedBytes = 0;
+        entry.state = 'unloaded';
+        entry.unloading = undefined;
+      });
+  }
+
+  #scheduleIdleUnload(entry: Entry): void {
+    this.#clearIdleTimer(entry);
+    const keepAlive = entry.definition.keepAliveMs;
+    if (this.#disposed || entry.active > 0 || entry.state !== 'loaded' || keepAlive < 0) return;
+    if (keepAlive === 0) {
+      this.#unload(entry, 'keep_alive is 0');
+      return;
+    }
+    entry.idleTimer = setTimeout(() => {
+      entry.idleTimer = undefined;
+      if (entry.active === 0) this.#unload(entry, `idle for ${keepAlive} ms (keep_alive)`);
+    }, keepAlive);
+    entry.idleTimer.unref();
+  }
+
+  #clearIdleTimer(entry: Entry): void {
+    if (entry.idleTimer) clearTimeout(entry.idleTimer);
+    entry.idleTimer = undefined;
+  }
+}
+
+/** `1.5 GiB`, `300 MiB`. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(value >= 10 || unit === 0 ? 0 : 1)} ${units[unit]}`;
 }

@@ -3,16 +3,17 @@
  * images, wait for a slot of the model, run the engine, and answer as JSON or as an SSE stream.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { EngineContentPart, EngineImage, EngineMessage, EngineUsage, GenerationParams, StreamPart } from '../../engines/engine.js';
+import type { Engine, EngineContentPart, EngineImage, EngineMessage, EngineRequest, EngineUsage, GenerationParams } from '../../engines/engine.js';
 import { IrisError, invalidRequest, toIrisError } from '../../errors.js';
 import type { ImageInput, ImagePipeline } from '../../images/image-pipeline.js';
-import type { ModelEntry, ModelRegistry } from '../../models/model-registry.js';
+import type { ModelDefinition, ModelLease, ModelRegistry } from '../../models/model-registry.js';
 import { parseChatRequest, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
 import {
   buildChunk,
   buildCompletion,
   buildUsageChunk,
   newCompletionIdentity,
+  type CompletionIdentity,
 } from '../../protocol/chat-response.js';
 import { SseWriter } from '../sse.js';
 
@@ -33,23 +34,22 @@ export function registerChatCompletions(app: FastifyInstance, deps: ChatCompleti
 
 async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: ChatCompletionsDeps): Promise<unknown> {
   const chat = parseChatRequest(request.body);
-  const model = deps.registry.get(chat.model);
+  const definition = deps.registry.definition(chat.model);
   const abort = abortOnDisconnect(request, reply);
+  let lease: ModelLease | undefined;
+  let releaseSlot: (() => void) | undefined;
   try {
-    const messages = await toEngineMessages(chat, model, deps.images);
-    const params = toGenerationParams(chat);
-    const release = await model.scheduler.acquire(abort.signal);
-    if (chat.stream) {
-      return await streamCompletion(reply, chat, model, { messages, params, signal: abort.signal }, deps, release);
-    }
-    try {
-      const result = await model.engine.complete({ messages, params, signal: abort.signal });
-      const identity = newCompletionIdentity(chat.model, deps.fingerprint);
-      return buildCompletion(identity, result.text, result.finishReason, result.usage);
-    } finally {
-      release();
-    }
+    const messages = await toEngineMessages(chat, definition, deps.images);
+    const engineRequest = { messages, params: toGenerationParams(chat), signal: abort.signal };
+    lease = await deps.registry.acquire(definition.id, abort.signal);
+    releaseSlot = await lease.scheduler.acquire(abort.signal);
+    const identity = newCompletionIdentity(chat.model, deps.fingerprint);
+    if (chat.stream) return await streamCompletion(reply, chat, lease.engine, engineRequest, identity);
+    const result = await lease.engine.complete(engineRequest);
+    return buildCompletion(identity, result.text, result.finishReason, result.usage);
   } finally {
+    releaseSlot?.();
+    lease?.release();
     abort.dispose();
   }
 }
@@ -57,27 +57,18 @@ async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: Ch
 async function streamCompletion(
   reply: FastifyReply,
   chat: ChatRequest,
-  model: ModelEntry,
-  engineRequest: { messages: EngineMessage[]; params: GenerationParams; signal: AbortSignal },
-  deps: ChatCompletionsDeps,
-  release: () => void,
+  engine: Engine,
+  engineRequest: EngineRequest,
+  identity: CompletionIdentity,
 ): Promise<FastifyReply> {
   const includeUsage = chat.stream_options?.include_usage === true;
-  const identity = newCompletionIdentity(chat.model, deps.fingerprint);
-  const iterator = model.engine.stream(engineRequest)[Symbol.asyncIterator]();
-  let first: IteratorResult<StreamPart>;
-  try {
-    // Errors before anything was generated are still ordinary HTTP errors.
-    first = await iterator.next();
-  } catch (error) {
-    release();
-    throw error;
-  }
+  const iterator = engine.stream(engineRequest)[Symbol.asyncIterator]();
+  // Errors before anything was generated are still ordinary HTTP errors.
+  let result = await iterator.next();
   const sse = new SseWriter(reply, { 'x-request-id': reply.request.id });
   let usage: EngineUsage | undefined;
   try {
     await sse.send(buildChunk(identity, { role: 'assistant', content: '', refusal: null }, null, includeUsage));
-    let result = first;
     while (!result.done) {
       const part = result.value;
       if (!sse.open) break;
@@ -102,13 +93,12 @@ async function streamCompletion(
     await sse.fail(irisError);
   } finally {
     await iterator.return?.();
-    release();
   }
   return reply;
 }
 
 /** Converts messages to engine messages, preparing every image on the way. */
-async function toEngineMessages(chat: ChatRequest, model: ModelEntry, images: ImagePipeline): Promise<EngineMessage[]> {
+async function toEngineMessages(chat: ChatRequest, model: ModelDefinition, images: ImagePipeline): Promise<EngineMessage[]> {
   const inputs: ImageInput[] = [];
   chat.messages.forEach((message, messageIndex) => {
     if (message.role !== 'user' || typeof message.content === 'string') return;
@@ -121,7 +111,7 @@ async function toEngineMessages(chat: ChatRequest, model: ModelEntry, images: Im
       });
     });
   });
-  if (inputs.length > 0 && !model.engine.capabilities.vision) {
+  if (inputs.length > 0 && !model.vision) {
     throw invalidRequest(
       `The model '${model.id}' does not accept images (it was loaded without a multimodal projector).`,
       inputs[0]?.param ?? null,

@@ -1,10 +1,12 @@
 /**
- * GET /v1/openai/models and GET /v1/models (the OpenAI list shape), and GET .../models/{id}.
+ * GET /v1/openai/models and GET /v1/models (the OpenAI list shape), and GET .../models/{id}. Besides
+ * OpenAI's fields each model carries Iris extensions: what it accepts, whether it is loaded now, its
+ * context size and estimated memory.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { ModelEntry, ModelRegistry } from '../../models/model-registry.js';
+import type { ModelRegistry, ModelState, ModelStatus } from '../../models/model-registry.js';
 
-/** A model as the models endpoints show it: OpenAI's fields plus Iris's extensions. */
+/** A model as the models endpoints show it. */
 export interface ModelObject {
   id: string;
   object: 'model';
@@ -12,23 +14,39 @@ export interface ModelObject {
   owned_by: string;
   /** Extension: what the model accepts. */
   input_modalities: ('text' | 'image')[];
+  /** Extension: whether the model is loaded and serving now. */
+  loaded: boolean;
+  /** Extension: its lifecycle state. */
+  state: ModelState;
+  /** Extension: context size in tokens. */
+  context_length: number;
+  /** Extension: estimated resident memory when loaded, once known. */
+  memory_bytes: number | null;
 }
 
-function toModelObject(entry: ModelEntry): ModelObject {
+function toModelObject(status: ModelStatus): ModelObject {
+  const { definition } = status;
   return {
-    id: entry.id,
+    id: definition.id,
     object: 'model',
-    created: entry.created,
-    owned_by: entry.ownedBy,
-    input_modalities: entry.engine.capabilities.vision ? ['text', 'image'] : ['text'],
+    created: definition.created,
+    owned_by: definition.ownedBy,
+    input_modalities: definition.vision ? ['text', 'image'] : ['text'],
+    loaded: status.state === 'loaded',
+    state: status.state,
+    context_length: definition.context,
+    memory_bytes: status.memoryBytes ?? null,
   };
 }
 
 /** Registers the models routes. */
 export function registerModels(app: FastifyInstance, deps: { registry: ModelRegistry }): void {
   const list = async () => ({ object: 'list' as const, data: deps.registry.list().map(toModelObject) });
-  const one = async (request: FastifyRequest<{ Params: { '*': string } }>) =>
-    toModelObject(deps.registry.get(request.params['*']));
+  const one = async (request: FastifyRequest<{ Params: { '*': string } }>) => {
+    const id = request.params['*'];
+    deps.registry.definition(id); // 404 model_not_found for unknown ids
+    return toModelObject(deps.registry.list().find((status) => status.definition.id === id)!);
+  };
   app.get('/v1/openai/models', list);
   app.get('/v1/models', list);
   // Model ids contain slashes (`HuggingFaceTB/SmolVLM-256M-Instruct`), so take the rest of the path.
