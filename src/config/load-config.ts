@@ -61,7 +61,9 @@ const SOURCES: Record<string, string> = {
 };
 
 /** Loads, merges, validates and freezes the configuration. */
-export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv): IrisConfig {
+export function loadConfig(flags: ConfigFlags, rawEnv: NodeJS.ProcessEnv): IrisConfig {
+  // An empty variable (IRIS_HOST= in a unit file) means "not set", as in most servers.
+  const env = Object.fromEntries(Object.entries(rawEnv).filter(([, value]) => value !== undefined && value !== ''));
   const configPath = flags.config ?? env['IRIS_CONFIG'];
   const file = configPath === undefined ? {} : readConfigFile(configPath);
   const baseDir = configPath === undefined ? process.cwd() : dirname(resolve(configPath));
@@ -79,7 +81,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv): IrisConf
   set('denyMediaHosts', listFrom(env['IRIS_DENY_MEDIA_HOSTS']));
   set('cacheDir', env['IRIS_CACHE_DIR']);
   set('hubEndpoint', env['HF_ENDPOINT']);
-  set('hubToken', env['HF_TOKEN'] || undefined);
+  set('hubToken', env['HF_TOKEN']);
   set('logLevel', env['IRIS_LOG_LEVEL']);
   set('keepAlive', env['IRIS_KEEP_ALIVE']);
   set('memoryBudget', env['IRIS_MEMORY_BUDGET']);

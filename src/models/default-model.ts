@@ -30,8 +30,8 @@ export async function resolveDefaultModel(config: IrisConfig, logger: Logger): P
   } catch (error) {
     if (error instanceof IrisError && error.code === 'hub_unreachable') {
       throw new IrisError(
-        `${error.message}\nTo start offline, serve a local model: iris serve --model PATH/model.gguf --mmproj PATH/mmproj.gguf\n` +
-          'or make a synthetic one first: iris synth --out ./synth && iris serve --model ./synth/model.gguf --mmproj ./synth/mmproj.gguf',
+        `${error.message}\nTo start offline, serve a local GGUF with --model PATH (and --mmproj PATH for images),\n` +
+          'or make a synthetic test model first: iris synth --out ./synth && iris serve --model ./synth/model.gguf --mmproj ./synth/mmproj.gguf',
         { status: 503, type: 'service_unavailable_error', code: 'hub_unreachable', cause: error },
       );
     }

@@ -18,7 +18,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile, chmod, copyFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { IrisError } from '../../errors.js';
@@ -63,7 +63,7 @@ export async function ensureLlamaServer(options: EnsureLlamaServerOptions): Prom
 
   const buildRoot = dirname(binary);
   await mkdir(dirname(buildRoot), { recursive: true });
-  const lock = await acquireLock(`${buildRoot}.lock`, options.logger);
+  const lock = await acquireBuildLock(`${buildRoot}.lock`, options.logger);
   try {
     // Someone else may have finished while we waited for the lock.
     if (await isExecutable(binary)) return binary;
@@ -76,9 +76,16 @@ export async function ensureLlamaServer(options: EnsureLlamaServerOptions): Prom
 
 /** The git bundle with llama.cpp's source inside our node-llama-cpp dependency. */
 export function llamaCppBundlePath(): string {
-  const require = createRequire(import.meta.url);
-  const packageJson = require.resolve('node-llama-cpp/package.json');
-  return join(dirname(packageJson), 'llama', 'gitRelease.bundle');
+  // The package's exports hide package.json, so start from its entry point and walk up to its root.
+  let dir = dirname(createRequire(import.meta.url).resolve('node-llama-cpp'));
+  while (!existsSync(join(dir, 'llama', 'gitRelease.bundle'))) {
+    const parent = dirname(dir);
+    if (parent === dir || basename(dir) === 'node_modules') {
+      throw buildError('cannot find node-llama-cpp\'s llama/gitRelease.bundle; reinstall dependencies (npm install).');
+    }
+    dir = parent;
+  }
+  return join(dir, 'llama', 'gitRelease.bundle');
 }
 
 async function buildInto(buildRoot: string, binary: string, options: EnsureLlamaServerOptions): Promise<void> {
@@ -171,12 +178,16 @@ function run(command: string, args: string[], options: RunOptions): Promise<stri
   });
 }
 
-interface Lock {
+/** A held build lock. */
+export interface BuildLock {
   release(): Promise<void>;
 }
 
-/** An exclusive lock: mkdir is atomic; a lock whose owner process is gone is stolen. */
-async function acquireLock(path: string, logger: Logger): Promise<Lock> {
+/**
+ * An exclusive lock between processes: mkdir is atomic; the owner's pid is written inside, and a lock whose
+ * owner process is gone is stolen. Waits (polling once a second) while another live process holds it.
+ */
+export async function acquireBuildLock(path: string, logger: Logger): Promise<BuildLock> {
   let announced = false;
   for (;;) {
     try {
