@@ -52,6 +52,7 @@ const SOURCES: Record<string, string> = {
   logLevel: '--log-level / IRIS_LOG_LEVEL / log_level',
   llama: '--llama-server / IRIS_LLAMA_SERVER / llama',
   limits: 'limits (config file)',
+  images: 'images (config file)',
 };
 
 /** Loads, merges, validates and freezes the configuration. */

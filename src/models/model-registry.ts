@@ -1,10 +1,10 @@
 /**
- * The models this server answers for: model id -> engine, scheduler and image shape. Routes look models
+ * The models this server answers for: model id -> engine, scheduler and image policy. Routes look models
  * up here and never construct engines themselves.
  */
 import type { Engine } from '../engines/engine.js';
 import { modelNotFound } from '../errors.js';
-import type { ImageShape } from '../images/normalize-image.js';
+import type { ImagePolicy } from '../images/image-policy.js';
 import type { Logger } from '../logger.js';
 import type { ModelScheduler } from '../scheduler/model-scheduler.js';
 
@@ -14,8 +14,8 @@ export interface ModelEntry {
   id: string;
   engine: Engine;
   scheduler: ModelScheduler;
-  /** How images are shaped for this model. */
-  imageShape: ImageShape;
+  /** How images are sized and counted for this model (derived from its mmproj). */
+  imagePolicy: ImagePolicy;
   /** Unix seconds when the model was registered (the models list's `created`). */
   created: number;
   /** `owned_by` in the models list. */

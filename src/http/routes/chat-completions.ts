@@ -3,11 +3,13 @@
  * images, wait for a slot of the model, run the engine, and answer as JSON or as an SSE stream.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { EngineContentPart, EngineImage, EngineMessage, EngineUsage, GenerationParams, StreamPart } from '../../engines/engine.js';
-import { IrisError, invalidRequest, toIrisError } from '../../errors.js';
-import type { ImageInput, ImagePipeline } from '../../images/image-pipeline.js';
+import type { EngineMessage, EngineUsage, GenerationParams, StreamPart } from '../../engines/engine.js';
+import { IrisError, toIrisError } from '../../errors.js';
+import type { ImagePipeline } from '../../images/image-pipeline.js';
 import type { ModelEntry, ModelRegistry } from '../../models/model-registry.js';
-import { parseChatRequest, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
+import { parseChatRequest, type ChatRequest } from '../../protocol/chat-request.js';
+import { abortOnDisconnect } from '../abort-on-disconnect.js';
+import { toEngineInputs, totalImageTokens } from '../chat-inputs.js';
 import {
   buildChunk,
   buildCompletion,
@@ -36,16 +38,17 @@ async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: Ch
   const model = deps.registry.get(chat.model);
   const abort = abortOnDisconnect(request, reply);
   try {
-    const messages = await toEngineMessages(chat, model, deps.images);
+    const { messages, imageTokens } = await toEngineInputs(chat, model, deps.images, abort.signal);
+    const images = totalImageTokens(imageTokens);
     const params = toGenerationParams(chat);
     const release = await model.scheduler.acquire(abort.signal);
     if (chat.stream) {
-      return await streamCompletion(reply, chat, model, { messages, params, signal: abort.signal }, deps, release);
+      return await streamCompletion(reply, chat, model, { messages, params, signal: abort.signal }, deps, release, images);
     }
     try {
       const result = await model.engine.complete({ messages, params, signal: abort.signal });
       const identity = newCompletionIdentity(chat.model, deps.fingerprint);
-      return buildCompletion(identity, result.text, result.finishReason, result.usage);
+      return buildCompletion(identity, result.text, result.finishReason, result.usage, images);
     } finally {
       release();
     }
@@ -61,6 +64,7 @@ async function streamCompletion(
   engineRequest: { messages: EngineMessage[]; params: GenerationParams; signal: AbortSignal },
   deps: ChatCompletionsDeps,
   release: () => void,
+  imageTokens: number | undefined,
 ): Promise<FastifyReply> {
   const includeUsage = chat.stream_options?.include_usage === true;
   const identity = newCompletionIdentity(chat.model, deps.fingerprint);
@@ -94,7 +98,7 @@ async function streamCompletion(
       }
       result = await iterator.next();
     }
-    if (usage && sse.open) await sse.send(buildUsageChunk(identity, usage));
+    if (usage && sse.open) await sse.send(buildUsageChunk(identity, usage, imageTokens));
     sse.end();
   } catch (error) {
     const irisError = error instanceof IrisError ? error : toIrisError(error);
@@ -105,43 +109,6 @@ async function streamCompletion(
     release();
   }
   return reply;
-}
-
-/** Converts messages to engine messages, preparing every image on the way. */
-async function toEngineMessages(chat: ChatRequest, model: ModelEntry, images: ImagePipeline): Promise<EngineMessage[]> {
-  const inputs: ImageInput[] = [];
-  chat.messages.forEach((message, messageIndex) => {
-    if (message.role !== 'user' || typeof message.content === 'string') return;
-    message.content.forEach((part, partIndex) => {
-      if (part.type !== 'image_url') return;
-      inputs.push({
-        url: part.image_url.url,
-        detail: part.image_url.detail ?? 'auto',
-        param: `messages[${messageIndex}].content[${partIndex}].image_url`,
-      });
-    });
-  });
-  if (inputs.length > 0 && !model.engine.capabilities.vision) {
-    throw invalidRequest(
-      `The model '${model.id}' does not accept images (it was loaded without a multimodal projector).`,
-      inputs[0]?.param ?? null,
-      'model_not_supported',
-    );
-  }
-  const prepared = await images.prepare(inputs, model.imageShape);
-  let next = 0;
-  return chat.messages.map((message) => toEngineMessage(message, () => prepared[next++] as EngineImage));
-}
-
-function toEngineMessage(message: ChatMessage, nextImage: () => EngineImage): EngineMessage {
-  const role = message.role === 'developer' ? 'system' : message.role;
-  const content = message.content;
-  if (content === undefined || content === null) return { role, content: [] };
-  if (typeof content === 'string') return { role, content: [{ type: 'text', text: content }] };
-  const parts: EngineContentPart[] = content.map((part) =>
-    part.type === 'text' ? { type: 'text', text: part.text } : { type: 'image', image: nextImage() },
-  );
-  return { role, content: parts };
 }
 
 function toGenerationParams(chat: ChatRequest): GenerationParams {
@@ -159,21 +126,4 @@ function toGenerationParams(chat: ChatRequest): GenerationParams {
   if (chat.repetition_penalty != null) params.repetitionPenalty = chat.repetition_penalty;
   if (chat.ignore_eos != null) params.ignoreEos = chat.ignore_eos;
   return params;
-}
-
-/** An AbortController that fires when the client disconnects before the response is complete. */
-function abortOnDisconnect(request: FastifyRequest, reply: FastifyReply): { signal: AbortSignal; dispose: () => void } {
-  const controller = new AbortController();
-  const onClose = (): void => {
-    if (!reply.raw.writableFinished) controller.abort(new Error('client disconnected'));
-  };
-  reply.raw.on('close', onClose);
-  request.raw.on('aborted', onClose);
-  return {
-    signal: controller.signal,
-    dispose: () => {
-      reply.raw.off('close', onClose);
-      request.raw.off('aborted', onClose);
-    },
-  };
 }
