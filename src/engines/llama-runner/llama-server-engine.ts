@@ -11,6 +11,7 @@ import type {
   EngineCompletion,
   EngineMessage,
   EngineRequest,
+  EngineTokenCountRequest,
   EngineUsage,
   FinishReason,
   StreamPart,
@@ -104,18 +105,36 @@ export class LlamaServerEngine implements Engine {
     yield { type: 'finish', finishReason: finish };
   }
 
+  /**
+   * Counts prompt tokens with llama-server's `/v1/chat/completions/input_tokens`: the same chat template and
+   * libmtmd tokenization a completion runs, with placeholder images (sizes only, no encoding), and no slot.
+   */
+  async countPromptTokens(request: EngineTokenCountRequest): Promise<number> {
+    const response = await this.#post({ messages: request.messages, params: {}, signal: request.signal }, '/v1/chat/completions/input_tokens');
+    let body: { input_tokens?: unknown };
+    try {
+      body = (await response.body.json()) as { input_tokens?: unknown };
+    } catch (error) {
+      throw this.#connectionError(error, request.signal);
+    }
+    if (typeof body.input_tokens !== 'number' || !Number.isInteger(body.input_tokens)) {
+      throw engineFailed('llama-server answered a token count without input_tokens.');
+    }
+    return body.input_tokens;
+  }
+
   async dispose(): Promise<void> {
     await this.process.dispose();
     await this.#agent.close().catch(() => undefined);
   }
 
-  async #post(request: EngineRequest): Promise<Dispatcher.ResponseData> {
+  async #post(request: EngineRequest, path = '/v1/chat/completions'): Promise<Dispatcher.ResponseData> {
     const baseUrl = await this.process.ready();
     request.signal.throwIfAborted();
     const body = JSON.stringify(toLlamaBody(request));
     let response: Dispatcher.ResponseData;
     try {
-      response = await httpRequest(`${baseUrl}/v1/chat/completions`, {
+      response = await httpRequest(`${baseUrl}${path}`, {
         method: 'POST',
         dispatcher: this.#agent,
         headers: { 'content-type': 'application/json' },
