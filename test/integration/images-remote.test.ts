@@ -131,6 +131,19 @@ describe('images by URL', () => {
     assert.equal(result.json.usage.prompt_tokens_details.image_tokens, 5 * imageTokens);
   });
 
+  test('two adjacent images, the first one cached from the previous request, still work (llama-server cache bug)', async () => {
+    const a = `${allowed.origin}/adjacent-a.png`;
+    allowed.file('/adjacent-a.png', await makeImage({ seed: 61 }));
+    allowed.file('/adjacent-b.png', await makeImage({ seed: 62 }));
+    allowed.file('/adjacent-c.png', await makeImage({ seed: 63 }));
+    const first = await post(ask(a, `${allowed.origin}/adjacent-b.png`));
+    assert.equal(first.status, 200, JSON.stringify(first.json));
+    const second = await post(ask(a, `${allowed.origin}/adjacent-c.png`));
+    assert.equal(second.status, 200, JSON.stringify(second.json));
+    assert.equal(second.json.usage.prompt_tokens, first.json.usage.prompt_tokens);
+    assert.ok(iris.logRecords('retrying without prompt cache').length > 0, 'the engine hit and worked around the split-image cache failure');
+  });
+
   test('a 12 MP JPEG by URL costs the same at low and high on a fixed-resolution model', async () => {
     allowed.file('/camera.jpg', await makeLargeJpeg(), 'image/jpeg');
     const low = await post(ask({ url: `${allowed.origin}/camera.jpg`, detail: 'low' }));
