@@ -109,11 +109,11 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
 /** Builds every part from a config, listens, and stops cleanly on SIGTERM/SIGINT. */
 export async function runServer(config: IrisConfig, deps: { logger: Logger; env: NodeJS.ProcessEnv }): Promise<void> {
   const { logger } = deps;
+  const rules = mediaHostRules(config);
   const models: readonly ModelConfig[] =
     config.models.length > 0 ? config.models : [await resolveDefaultModel(config, logger)];
   const binary = config.llama.serverPath ?? (await ensureLlamaServer({ cacheDir: config.cacheDir, logger }));
 
-  const rules = mediaHostRules(config);
   const policies = await Promise.all(models.map((model) => imagePolicyFor(model, logger)));
   const created = Math.floor(Date.now() / 1000);
   const entries: ModelEntry[] = models.map((model, index) => ({

@@ -98,6 +98,7 @@ export function classifyAddress(address: string): ForbiddenAddressKind | undefin
 function parseRule(entry: string): HostRule {
   const text = entry.trim().toLowerCase();
   if (text.length === 0) throw new MediaHostRuleError('an empty media host entry');
+  if (text.includes('://')) throw new MediaHostRuleError(`'${entry}' is a URL; give a host name, host:port, IP address or CIDR`);
   if (text.includes('/')) {
     try {
       const range = ipaddr.parseCIDR(text);
