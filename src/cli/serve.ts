@@ -3,13 +3,16 @@
  * supervised engine per model, and serve the HTTP API until SIGTERM/SIGINT, then dispose in reverse order.
  */
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../config/load-config.js';
+import { ConfigError, loadConfig } from '../config/load-config.js';
 import type { IrisConfig, ModelConfig } from '../config/config.js';
 import { ensureLlamaServer } from '../engines/llama-runner/build-llama-server.js';
 import { LlamaServerEngine } from '../engines/llama-runner/llama-server-engine.js';
 import { isLoopbackHost } from '../http/auth.js';
 import { createApp } from '../http/app.js';
+import { RemoteImageFetcher } from '../images/fetch-remote-image.js';
 import { ImagePipeline } from '../images/image-pipeline.js';
+import { GENERIC_IMAGE_POLICY, describeImagePolicy, imagePolicyFromMmproj, type ImagePolicy } from '../images/image-policy.js';
+import { MediaHostRuleError, MediaHostRules } from '../images/media-host-rules.js';
 import { createLogger, type Logger } from '../logger.js';
 import { resolveDefaultModel } from '../models/default-model.js';
 import { estimateModelMemory } from '../models/memory-estimate.js';
@@ -40,6 +43,7 @@ Options:
   --allow-media-host VALUE host, host:port or CIDR remote images may come from despite SSRF rules; repeatable
                            (env IRIS_ALLOW_MEDIA_HOSTS, comma-separated)
   --deny-media-host VALUE  host, host:port or CIDR remote images may never come from; repeatable
+                           (env IRIS_DENY_MEDIA_HOSTS, comma-separated)
   --config FILE            YAML config file (env IRIS_CONFIG)
   --llama-server PATH      use this llama-server binary instead of building one (env IRIS_LLAMA_SERVER)
   --cache-dir DIR          cache for the llama-server build and models (env IRIS_CACHE_DIR, default ~/.cache/iris)
@@ -116,19 +120,21 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
 /** Builds every part from a config, listens, and stops cleanly on SIGTERM/SIGINT. */
 export async function runServer(config: IrisConfig, deps: { logger: Logger; env: NodeJS.ProcessEnv }): Promise<void> {
   const { logger } = deps;
+  const rules = mediaHostRules(config);
   const models: readonly ModelConfig[] =
     config.models.length > 0 ? config.models : [await resolveDefaultModel(config, logger)];
   const binary = config.llama.serverPath ?? (await ensureLlamaServer({ cacheDir: config.cacheDir, logger }));
 
+  const policies = await Promise.all(models.map((model) => imagePolicyFor(model, logger)));
   const created = Math.floor(Date.now() / 1000);
   const configs = new Map(models.map((model) => [model.id, model]));
-  const definitions: ModelDefinition[] = models.map((model) => ({
+  const definitions: ModelDefinition[] = models.map((model, index) => ({
     id: model.id,
     vision: model.mmproj !== undefined,
     context: model.context,
     slots: model.slots,
     keepAliveMs: model.keepAlive ?? config.keepAlive,
-    imageShape: { maxEdge: 2048 },
+    imagePolicy: policies[index] ?? GENERIC_IMAGE_POLICY,
     created,
     ownedBy: 'iris',
   }));
@@ -161,7 +167,22 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
     },
   });
   const preload = config.models.length > 0 ? config.preload : models.map((model) => model.id);
-  const images = new ImagePipeline(config.limits);
+  const fetcher = new RemoteImageFetcher({
+    rules,
+    timeoutMs: config.limits.imageFetchTimeoutMs,
+    maxRedirects: config.images.maxRedirects,
+    userAgent: `Iris/${IRIS_VERSION}`,
+  });
+  const images = new ImagePipeline(
+    {
+      limits: config.limits,
+      background: config.images.background,
+      decodedCacheBytes: config.images.decodedCacheBytes,
+      fetchCacheBytes: config.images.fetchCacheBytes,
+      fetchCacheTtlMs: config.images.fetchCacheTtlMs,
+    },
+    { fetcher },
+  );
   const app = createApp({ config, registry, images, logger, preload, version: IRIS_VERSION });
 
   let stopping = false;
@@ -171,6 +192,8 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
     logger.info({ signal }, 'shutting down');
     await app.close().catch((error: unknown) => logger.error({ err: error }, 'error while closing the HTTP server'));
     await registry.dispose();
+    images.dispose();
+    await fetcher.dispose();
     logger.flush();
     process.exit(0);
   };
@@ -180,4 +203,30 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
   const address = await app.listen({ host: config.host, port: config.port });
   logger.info({ address, models: models.map((model) => model.id) }, `Iris ${IRIS_VERSION} listening on ${address}`);
   void registry.preload(preload);
+}
+
+/** The SSRF rules from --allow-media-host / --deny-media-host; a bad entry is a configuration error naming the flag. */
+function mediaHostRules(config: IrisConfig): MediaHostRules {
+  try {
+    return new MediaHostRules({ allow: config.allowMediaHosts, deny: config.denyMediaHosts });
+  } catch (error) {
+    if (!(error instanceof MediaHostRuleError)) throw error;
+    throw new ConfigError(
+      `Invalid media host entry (--allow-media-host / IRIS_ALLOW_MEDIA_HOSTS, --deny-media-host / IRIS_DENY_MEDIA_HOSTS): ${error.message}.`,
+      { cause: error },
+    );
+  }
+}
+
+/** A model's image policy from its mmproj; a projector that cannot be read gets the generic policy (llama-server will say why). */
+async function imagePolicyFor(model: ModelConfig, logger: Logger): Promise<ImagePolicy> {
+  if (model.mmproj === undefined) return GENERIC_IMAGE_POLICY;
+  try {
+    const policy = await imagePolicyFromMmproj(model.mmproj);
+    logger.info({ model: model.id, imagePolicy: policy }, `image policy: ${describeImagePolicy(policy)}`);
+    return policy;
+  } catch (error) {
+    logger.warn({ model: model.id, err: error }, 'could not read the projector metadata; using the generic image policy');
+    return GENERIC_IMAGE_POLICY;
+  }
 }

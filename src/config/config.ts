@@ -92,6 +92,20 @@ export const limitsSchema = z.strictObject({
   queueTimeoutMs: z.number().int().min(100).default(120_000),
 });
 
+/** How images are normalized and cached (config file `images:`). */
+export const imagesSchema = z.strictObject({
+  /** Colour transparent pixels are composited onto, `#rrggbb`. @default '#ffffff' */
+  background: z.string().regex(/^#[0-9a-fA-F]{6}$/, 'must be a #rrggbb colour').default('#ffffff'),
+  /** Redirects followed when fetching one remote image; every hop is checked again. @default 3 */
+  maxRedirects: z.number().int().min(0).max(10).default(3),
+  /** Bytes of normalized images kept by content hash (0 disables). @default 256 MiB */
+  decodedCacheBytes: z.number().int().min(0).default(256 * 1024 * 1024),
+  /** Bytes of fetched images kept by URL (0 disables). @default 64 MiB */
+  fetchCacheBytes: z.number().int().min(0).default(64 * 1024 * 1024),
+  /** How long fetched image bytes are reused, in ms. @default 60000 */
+  fetchCacheTtlMs: z.number().int().min(0).max(3_600_000).default(60_000),
+});
+
 /** Where the embedded engine comes from. */
 export const llamaSchema = z.strictObject({
   /** A user's own llama-server binary (CUDA, Metal builds); skips our build. Env IRIS_LLAMA_SERVER. */
@@ -129,6 +143,7 @@ export const configSchema = z.strictObject({
   /** Hosts, host:port pairs or CIDRs that remote image URLs may never reach. Env IRIS_DENY_MEDIA_HOSTS. */
   denyMediaHosts: z.array(z.string().min(1)).default([]),
   limits: limitsSchema.prefault({}),
+  images: imagesSchema.prefault({}),
   llama: llamaSchema.prefault({}),
   /** pino log level. Env IRIS_LOG_LEVEL. @default info */
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

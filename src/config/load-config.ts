@@ -58,6 +58,7 @@ const SOURCES: Record<string, string> = {
   preload: '--preload / preload',
   llama: '--llama-server / IRIS_LLAMA_SERVER / llama',
   limits: 'limits (config file)',
+  images: 'images (config file)',
 };
 
 /** Loads, merges, validates and freezes the configuration. */

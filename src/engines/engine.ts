@@ -88,6 +88,12 @@ export type StreamPart =
   | { type: 'finish'; finishReason: FinishReason }
   | { type: 'error'; error: IrisError };
 
+/** A request to count the prompt tokens of messages without generating. */
+export interface EngineTokenCountRequest {
+  messages: EngineMessage[];
+  signal: AbortSignal;
+}
+
 /** A model engine. */
 export interface Engine {
   /** What the engine can take. */
@@ -99,6 +105,11 @@ export interface Engine {
    * after it arrive as an `error` part, and the iteration ends.
    */
   stream(request: EngineRequest): AsyncIterable<StreamPart>;
+  /**
+   * Counts the prompt tokens `messages` make (chat template and image tokens included) exactly as a
+   * completion would, without generating. Absent on engines that cannot count. Rejects with an IrisError.
+   */
+  countPromptTokens?(request: EngineTokenCountRequest): Promise<number>;
   /** Whether the engine can take a request right now without starting or restarting. */
   isReady(): boolean;
   /** Resolves once the engine can take requests (starting it if needed). */

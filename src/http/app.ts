@@ -13,6 +13,7 @@ import { installErrorHandler } from './error-handler.js';
 import { registerChatCompletions } from './routes/chat-completions.js';
 import { registerHealth } from './routes/health.js';
 import { registerModels } from './routes/models.js';
+import { registerTokenize } from './routes/tokenize.js';
 
 /** What the app is built from. */
 export interface AppDeps {
@@ -56,5 +57,6 @@ export function createApp(deps: AppDeps): FastifyInstance {
   registerHealth(app, { registry: deps.registry, preload: deps.preload });
   registerModels(app, deps);
   registerChatCompletions(app, { ...deps, fingerprint: `iris-${deps.version}` });
+  registerTokenize(app, deps);
   return app;
 }

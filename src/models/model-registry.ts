@@ -1,6 +1,6 @@
 /**
  * The models this server answers for, and their lifecycle. Each model id maps to a definition (files,
- * context, keep-alive, image shape) and, while loaded, to a running engine. Models load on first request
+ * context, keep-alive, image policy) and, while loaded, to a running engine. Models load on first request
  * (or at start when preloaded); concurrent first requests share one load; a model unloads after its idle
  * keep-alive; and loaded models share a memory budget: to make room, the least recently used idle model is
  * unloaded, and a model that cannot fit is refused with a clear 503 instead of running the machine out of
@@ -11,7 +11,7 @@
  */
 import type { Engine } from '../engines/engine.js';
 import { IrisError, engineUnavailable, modelNotFound } from '../errors.js';
-import type { ImageShape } from '../images/normalize-image.js';
+import type { ImagePolicy } from '../images/image-policy.js';
 import type { Logger } from '../logger.js';
 import { ModelScheduler } from '../scheduler/model-scheduler.js';
 
@@ -27,8 +27,8 @@ export interface ModelDefinition {
   slots: number;
   /** Idle time before unloading, in ms; -1 = never. */
   keepAliveMs: number;
-  /** How images are shaped for this model. */
-  imageShape: ImageShape;
+  /** How images are sized and counted for this model (derived from its mmproj). */
+  imagePolicy: ImagePolicy;
   /** Unix seconds of registration (the models list's `created`). */
   created: number;
   /** `owned_by` in the models list. */

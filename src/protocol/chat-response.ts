@@ -11,7 +11,8 @@ export interface ChatUsage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
-  prompt_tokens_details: { cached_tokens: number };
+  /** `image_tokens` (an Iris extension): prompt tokens of the request's images; absent when not predictable. */
+  prompt_tokens_details: { cached_tokens: number; image_tokens?: number };
 }
 
 /** A non-streamed chat completion. */
@@ -61,13 +62,16 @@ export function newCompletionIdentity(model: string, fingerprint: string): Compl
   return { id, created: Math.floor(Date.now() / 1000), model, system_fingerprint: fingerprint };
 }
 
-/** OpenAI `usage` from engine counts. */
-export function toChatUsage(usage: EngineUsage): ChatUsage {
+/** OpenAI `usage` from engine counts, plus the images' share of the prompt when it is known. */
+export function toChatUsage(usage: EngineUsage, imageTokens?: number): ChatUsage {
   return {
     prompt_tokens: usage.promptTokens,
     completion_tokens: usage.completionTokens,
     total_tokens: usage.promptTokens + usage.completionTokens,
-    prompt_tokens_details: { cached_tokens: usage.cachedTokens ?? 0 },
+    prompt_tokens_details: {
+      cached_tokens: usage.cachedTokens ?? 0,
+      ...(imageTokens === undefined ? {} : { image_tokens: imageTokens }),
+    },
   };
 }
 
@@ -77,12 +81,13 @@ export function buildCompletion(
   text: string,
   finishReason: FinishReason,
   usage: EngineUsage,
+  imageTokens?: number,
 ): ChatCompletion {
   return {
     ...identity,
     object: 'chat.completion',
     choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finishReason }],
-    usage: toChatUsage(usage),
+    usage: toChatUsage(usage, imageTokens),
   };
 }
 
@@ -102,6 +107,6 @@ export function buildChunk(
 }
 
 /** The last chunk of an include_usage stream: no choices, the usage. */
-export function buildUsageChunk(identity: CompletionIdentity, usage: EngineUsage): ChatCompletionChunk {
-  return { ...identity, object: 'chat.completion.chunk', choices: [], usage: toChatUsage(usage) };
+export function buildUsageChunk(identity: CompletionIdentity, usage: EngineUsage, imageTokens?: number): ChatCompletionChunk {
+  return { ...identity, object: 'chat.completion.chunk', choices: [], usage: toChatUsage(usage, imageTokens) };
 }

@@ -11,6 +11,7 @@ import type {
   EngineCompletion,
   EngineMessage,
   EngineRequest,
+  EngineTokenCountRequest,
   EngineUsage,
   FinishReason,
   StreamPart,
@@ -71,37 +72,91 @@ export class LlamaServerEngine implements Engine {
   }
 
   async *stream(request: EngineRequest): AsyncIterable<StreamPart> {
-    const response = await this.#post(request);
-    let finish: FinishReason | undefined;
-    let usage: EngineUsage | undefined;
-    try {
-      for await (const data of parseSseData(response.body)) {
-        if (data === '[DONE]') break;
-        let chunk: LlamaStreamChunk;
-        try {
-          chunk = JSON.parse(data) as LlamaStreamChunk;
-        } catch (error) {
-          throw engineFailed('llama-server sent a stream chunk that is not JSON.', 'engine_error', error);
+    // llama-server (pinned commit) fails with "Chunk not found" when its prompt cache ends between two
+    // adjacent images (the first reused, the second new); the same prompt without cache reuse works, so
+    // such a request is retried once with cache_prompt off.
+    let cachePrompt = true;
+    for (;;) {
+      let response: Dispatcher.ResponseData;
+      try {
+        response = await this.#post(request, '/v1/chat/completions', cachePrompt);
+      } catch (error) {
+        if (cachePrompt && isStaleMediaCacheError(error)) {
+          this.#logger.warn({ err: error }, 'llama-server prompt cache split two images; retrying without prompt cache');
+          cachePrompt = false;
+          continue;
         }
-        if (chunk.error) throw upstreamError(500, chunk.error);
-        const choice = chunk.choices?.[0];
-        const delta = choice?.delta?.content;
-        if (typeof delta === 'string' && delta.length > 0) yield { type: 'text-delta', text: delta };
-        if (choice?.finish_reason) finish = toFinishReason(choice.finish_reason);
-        if (chunk.usage) usage = toUsage(chunk.usage);
+        throw error;
       }
+      let finish: FinishReason | undefined;
+      let usage: EngineUsage | undefined;
+      let produced = false;
+      let retry = false;
+      try {
+        for await (const data of parseSseData(response.body)) {
+          if (data === '[DONE]') break;
+          let chunk: LlamaStreamChunk;
+          try {
+            chunk = JSON.parse(data) as LlamaStreamChunk;
+          } catch (error) {
+            throw engineFailed('llama-server sent a stream chunk that is not JSON.', 'engine_error', error);
+          }
+          if (chunk.error) {
+            const error = upstreamError(500, chunk.error);
+            if (!produced && cachePrompt && isStaleMediaCacheError(error)) {
+              retry = true;
+              break;
+            }
+            throw error;
+          }
+          const choice = chunk.choices?.[0];
+          const delta = choice?.delta?.content;
+          if (typeof delta === 'string' && delta.length > 0) {
+            produced = true;
+            yield { type: 'text-delta', text: delta };
+          }
+          if (choice?.finish_reason) finish = toFinishReason(choice.finish_reason);
+          if (chunk.usage) usage = toUsage(chunk.usage);
+        }
+      } catch (error) {
+        response.body.destroy();
+        const irisError = error instanceof IrisError ? error : this.#connectionError(error, request.signal);
+        yield { type: 'error', error: irisError };
+        return;
+      }
+      if (retry) {
+        response.body.on('error', () => undefined);
+        response.body.destroy();
+        this.#logger.warn('llama-server prompt cache split two images; retrying without prompt cache');
+        cachePrompt = false;
+        continue;
+      }
+      if (finish === undefined) {
+        yield { type: 'error', error: engineFailed('llama-server ended the stream without finishing.', 'engine_crashed') };
+        return;
+      }
+      if (usage) yield { type: 'usage', usage };
+      yield { type: 'finish', finishReason: finish };
+      return;
+    }
+  }
+
+  /**
+   * Counts prompt tokens with llama-server's `/v1/chat/completions/input_tokens`: the same chat template and
+   * libmtmd tokenization a completion runs, with placeholder images (sizes only, no encoding), and no slot.
+   */
+  async countPromptTokens(request: EngineTokenCountRequest): Promise<number> {
+    const response = await this.#post({ messages: request.messages, params: {}, signal: request.signal }, '/v1/chat/completions/input_tokens');
+    let body: { input_tokens?: unknown };
+    try {
+      body = (await response.body.json()) as { input_tokens?: unknown };
     } catch (error) {
-      response.body.destroy();
-      const irisError = error instanceof IrisError ? error : this.#connectionError(error, request.signal);
-      yield { type: 'error', error: irisError };
-      return;
+      throw this.#connectionError(error, request.signal);
     }
-    if (finish === undefined) {
-      yield { type: 'error', error: engineFailed('llama-server ended the stream without finishing.', 'engine_crashed') };
-      return;
+    if (typeof body.input_tokens !== 'number' || !Number.isInteger(body.input_tokens)) {
+      throw engineFailed('llama-server answered a token count without input_tokens.');
     }
-    if (usage) yield { type: 'usage', usage };
-    yield { type: 'finish', finishReason: finish };
+    return body.input_tokens;
   }
 
   async dispose(): Promise<void> {
@@ -109,13 +164,13 @@ export class LlamaServerEngine implements Engine {
     await this.#agent.close().catch(() => undefined);
   }
 
-  async #post(request: EngineRequest): Promise<Dispatcher.ResponseData> {
+  async #post(request: EngineRequest, path = '/v1/chat/completions', cachePrompt = true): Promise<Dispatcher.ResponseData> {
     const baseUrl = await this.process.ready();
     request.signal.throwIfAborted();
-    const body = JSON.stringify(toLlamaBody(request));
+    const body = JSON.stringify(toLlamaBody(request, cachePrompt));
     let response: Dispatcher.ResponseData;
     try {
-      response = await httpRequest(`${baseUrl}/v1/chat/completions`, {
+      response = await httpRequest(`${baseUrl}${path}`, {
         method: 'POST',
         dispatcher: this.#agent,
         headers: { 'content-type': 'application/json' },
@@ -180,6 +235,11 @@ interface LlamaStreamChunk {
   error?: LlamaError;
 }
 
+/** llama-server's failure when a reused prompt-cache prefix ends between two adjacent image chunks. */
+function isStaleMediaCacheError(error: unknown): boolean {
+  return error instanceof IrisError && error.status >= 500 && /Chunk not found/.test(error.message);
+}
+
 /** Maps an error llama-server answered with onto ours: its 4xx are the caller's fault, the rest ours. */
 function upstreamError(status: number, error: LlamaError): IrisError {
   const message = error.message || 'llama-server rejected the request.';
@@ -206,14 +266,14 @@ function toUsage(usage: LlamaUsage | undefined): EngineUsage {
 }
 
 /** The body llama-server's /v1/chat/completions takes. */
-function toLlamaBody(request: EngineRequest): Record<string, unknown> {
+function toLlamaBody(request: EngineRequest, cachePrompt: boolean): Record<string, unknown> {
   const { params } = request;
   const body: Record<string, unknown> = {
     messages: request.messages.map(toLlamaMessage),
     stream: true,
     stream_options: { include_usage: true },
     // Prompt-cache reuse is safe: llama.cpp keeps results identical for a given seed and prompt.
-    cache_prompt: true,
+    cache_prompt: cachePrompt,
   };
   const set = (key: string, value: unknown): void => {
     if (value !== undefined) body[key] = value;

@@ -3,11 +3,13 @@
  * images, wait for a slot of the model, run the engine, and answer as JSON or as an SSE stream.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Engine, EngineContentPart, EngineImage, EngineMessage, EngineRequest, EngineUsage, GenerationParams } from '../../engines/engine.js';
-import { IrisError, invalidRequest, toIrisError } from '../../errors.js';
-import type { ImageInput, ImagePipeline } from '../../images/image-pipeline.js';
-import type { ModelDefinition, ModelLease, ModelRegistry } from '../../models/model-registry.js';
-import { parseChatRequest, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
+import type { Engine, EngineRequest, EngineUsage, GenerationParams } from '../../engines/engine.js';
+import { IrisError, toIrisError } from '../../errors.js';
+import type { ImagePipeline } from '../../images/image-pipeline.js';
+import type { ModelLease, ModelRegistry } from '../../models/model-registry.js';
+import { parseChatRequest, type ChatRequest } from '../../protocol/chat-request.js';
+import { abortOnDisconnect } from '../abort-on-disconnect.js';
+import { toEngineInputs, totalImageTokens } from '../chat-inputs.js';
 import {
   buildChunk,
   buildCompletion,
@@ -39,14 +41,15 @@ async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: Ch
   let lease: ModelLease | undefined;
   let releaseSlot: (() => void) | undefined;
   try {
-    const messages = await toEngineMessages(chat, definition, deps.images);
+    const { messages, imageTokens } = await toEngineInputs(chat, definition, deps.images, abort.signal);
+    const images = totalImageTokens(imageTokens);
     const engineRequest = { messages, params: toGenerationParams(chat), signal: abort.signal };
     lease = await deps.registry.acquire(definition.id, abort.signal);
     releaseSlot = await lease.scheduler.acquire(abort.signal);
     const identity = newCompletionIdentity(chat.model, deps.fingerprint);
-    if (chat.stream) return await streamCompletion(reply, chat, lease.engine, engineRequest, identity);
+    if (chat.stream) return await streamCompletion(reply, chat, lease.engine, engineRequest, identity, images);
     const result = await lease.engine.complete(engineRequest);
-    return buildCompletion(identity, result.text, result.finishReason, result.usage);
+    return buildCompletion(identity, result.text, result.finishReason, result.usage, images);
   } finally {
     releaseSlot?.();
     lease?.release();
@@ -60,6 +63,7 @@ async function streamCompletion(
   engine: Engine,
   engineRequest: EngineRequest,
   identity: CompletionIdentity,
+  imageTokens: number | undefined,
 ): Promise<FastifyReply> {
   const includeUsage = chat.stream_options?.include_usage === true;
   const iterator = engine.stream(engineRequest)[Symbol.asyncIterator]();
@@ -85,7 +89,7 @@ async function streamCompletion(
       }
       result = await iterator.next();
     }
-    if (usage && sse.open) await sse.send(buildUsageChunk(identity, usage));
+    if (usage && sse.open) await sse.send(buildUsageChunk(identity, usage, imageTokens));
     sse.end();
   } catch (error) {
     const irisError = error instanceof IrisError ? error : toIrisError(error);
@@ -95,43 +99,6 @@ async function streamCompletion(
     await iterator.return?.();
   }
   return reply;
-}
-
-/** Converts messages to engine messages, preparing every image on the way. */
-async function toEngineMessages(chat: ChatRequest, model: ModelDefinition, images: ImagePipeline): Promise<EngineMessage[]> {
-  const inputs: ImageInput[] = [];
-  chat.messages.forEach((message, messageIndex) => {
-    if (message.role !== 'user' || typeof message.content === 'string') return;
-    message.content.forEach((part, partIndex) => {
-      if (part.type !== 'image_url') return;
-      inputs.push({
-        url: part.image_url.url,
-        detail: part.image_url.detail ?? 'auto',
-        param: `messages[${messageIndex}].content[${partIndex}].image_url`,
-      });
-    });
-  });
-  if (inputs.length > 0 && !model.vision) {
-    throw invalidRequest(
-      `The model '${model.id}' does not accept images (it was loaded without a multimodal projector).`,
-      inputs[0]?.param ?? null,
-      'model_not_supported',
-    );
-  }
-  const prepared = await images.prepare(inputs, model.imageShape);
-  let next = 0;
-  return chat.messages.map((message) => toEngineMessage(message, () => prepared[next++] as EngineImage));
-}
-
-function toEngineMessage(message: ChatMessage, nextImage: () => EngineImage): EngineMessage {
-  const role = message.role === 'developer' ? 'system' : message.role;
-  const content = message.content;
-  if (content === undefined || content === null) return { role, content: [] };
-  if (typeof content === 'string') return { role, content: [{ type: 'text', text: content }] };
-  const parts: EngineContentPart[] = content.map((part) =>
-    part.type === 'text' ? { type: 'text', text: part.text } : { type: 'image', image: nextImage() },
-  );
-  return { role, content: parts };
 }
 
 function toGenerationParams(chat: ChatRequest): GenerationParams {
@@ -149,21 +116,4 @@ function toGenerationParams(chat: ChatRequest): GenerationParams {
   if (chat.repetition_penalty != null) params.repetitionPenalty = chat.repetition_penalty;
   if (chat.ignore_eos != null) params.ignoreEos = chat.ignore_eos;
   return params;
-}
-
-/** An AbortController that fires when the client disconnects before the response is complete. */
-function abortOnDisconnect(request: FastifyRequest, reply: FastifyReply): { signal: AbortSignal; dispose: () => void } {
-  const controller = new AbortController();
-  const onClose = (): void => {
-    if (!reply.raw.writableFinished) controller.abort(new Error('client disconnected'));
-  };
-  reply.raw.on('close', onClose);
-  request.raw.on('aborted', onClose);
-  return {
-    signal: controller.signal,
-    dispose: () => {
-      reply.raw.off('close', onClose);
-      request.raw.off('aborted', onClose);
-    },
-  };
 }

@@ -1,0 +1,22 @@
+/**
+ * Cancels a request's work when its client goes away: an AbortSignal that fires if the connection closes
+ * before the response is complete (the engine then stops generating, the image fetches stop).
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+
+/** An AbortController that fires when the client disconnects before the response is complete. */
+export function abortOnDisconnect(request: FastifyRequest, reply: FastifyReply): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const onClose = (): void => {
+    if (!reply.raw.writableFinished) controller.abort(new Error('client disconnected'));
+  };
+  reply.raw.on('close', onClose);
+  request.raw.on('aborted', onClose);
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      reply.raw.off('close', onClose);
+      request.raw.off('aborted', onClose);
+    },
+  };
+}

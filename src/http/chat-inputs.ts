@@ -1,0 +1,64 @@
+/**
+ * Shared by the chat-completions and tokenize routes: turns a parsed chat request into engine messages,
+ * preparing its images (fetched, decoded, sized for the model) on the way, and reports each image's tokens.
+ */
+import type { EngineContentPart, EngineImage, EngineMessage } from '../engines/engine.js';
+import { invalidRequest } from '../errors.js';
+import type { ImageInput, ImagePipeline } from '../images/image-pipeline.js';
+import type { ModelDefinition } from '../models/model-registry.js';
+import type { ChatMessage, ChatRequest } from '../protocol/chat-request.js';
+
+/** Engine messages and what their images cost. */
+export interface ChatInputs {
+  messages: EngineMessage[];
+  /** Predicted prompt tokens of each image, in order; undefined entries where the projector is not modelled. */
+  imageTokens: (number | undefined)[];
+}
+
+/** Converts messages to engine messages, preparing every image (concurrently) on the way. */
+export async function toEngineInputs(chat: ChatRequest, model: ModelDefinition, images: ImagePipeline, signal: AbortSignal): Promise<ChatInputs> {
+  const inputs: ImageInput[] = [];
+  chat.messages.forEach((message, messageIndex) => {
+    if (message.role !== 'user' || typeof message.content === 'string') return;
+    message.content.forEach((part, partIndex) => {
+      if (part.type !== 'image_url') return;
+      inputs.push({
+        url: part.image_url.url,
+        detail: part.image_url.detail ?? 'auto',
+        param: `messages[${messageIndex}].content[${partIndex}].image_url`,
+      });
+    });
+  });
+  if (inputs.length > 0 && !model.vision) {
+    throw invalidRequest(
+      `The model '${model.id}' does not accept images (it was loaded without a multimodal projector).`,
+      inputs[0]?.param ?? null,
+      'model_not_supported',
+    );
+  }
+  const prepared = await images.prepare(inputs, model.imagePolicy, signal);
+  let next = 0;
+  const messages = chat.messages.map((message) => toEngineMessage(message, () => prepared[next++] as EngineImage));
+  return { messages, imageTokens: prepared.map((image) => image.tokens) };
+}
+
+/** The sum of the images' tokens, or undefined when any is unknown. */
+export function totalImageTokens(imageTokens: readonly (number | undefined)[]): number | undefined {
+  let total = 0;
+  for (const tokens of imageTokens) {
+    if (tokens === undefined) return undefined;
+    total += tokens;
+  }
+  return total;
+}
+
+function toEngineMessage(message: ChatMessage, nextImage: () => EngineImage): EngineMessage {
+  const role = message.role === 'developer' ? 'system' : message.role;
+  const content = message.content;
+  if (content === undefined || content === null) return { role, content: [] };
+  if (typeof content === 'string') return { role, content: [{ type: 'text', text: content }] };
+  const parts: EngineContentPart[] = content.map((part) =>
+    part.type === 'text' ? { type: 'text', text: part.text } : { type: 'image', image: nextImage() },
+  );
+  return { role, content: parts };
+}

@@ -1,0 +1,55 @@
+/**
+ * POST /v1/openai/tokenize and POST /v1/tokenize: the body of a chat completion in, its prompt's token count
+ * out, without generating: `{"prompt_tokens": N, "image_tokens": [per image]}`. The images go through the
+ * same pipeline (fetch, decode, model-aware sizing, `detail`) and the count comes from the engine's own
+ * tokenizer and chat template, so it equals the `usage.prompt_tokens` a completion of the same body reports.
+ * It takes no generation slot.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { invalidRequest } from '../../errors.js';
+import type { ImagePipeline } from '../../images/image-pipeline.js';
+import type { ModelLease, ModelRegistry } from '../../models/model-registry.js';
+import { parseChatRequest } from '../../protocol/chat-request.js';
+import { abortOnDisconnect } from '../abort-on-disconnect.js';
+import { toEngineInputs } from '../chat-inputs.js';
+
+/** What the route needs. */
+export interface TokenizeDeps {
+  registry: ModelRegistry;
+  images: ImagePipeline;
+}
+
+/** The answer of the tokenize endpoint. */
+export interface TokenizeResponse {
+  /** Prompt tokens, chat template and images included: what `usage.prompt_tokens` of a completion would say. */
+  prompt_tokens: number;
+  /** Tokens of each image, in request order; null where the model's projector is not modelled. */
+  image_tokens: (number | null)[];
+}
+
+/** Registers the tokenize routes. */
+export function registerTokenize(app: FastifyInstance, deps: TokenizeDeps): void {
+  const handler = (request: FastifyRequest, reply: FastifyReply) => handleTokenize(request, reply, deps);
+  app.post('/v1/openai/tokenize', handler);
+  app.post('/v1/tokenize', handler);
+}
+
+async function handleTokenize(request: FastifyRequest, reply: FastifyReply, deps: TokenizeDeps): Promise<TokenizeResponse> {
+  const chat = parseChatRequest(request.body);
+  const model = deps.registry.definition(chat.model);
+  const abort = abortOnDisconnect(request, reply);
+  let lease: ModelLease | undefined;
+  try {
+    const { messages, imageTokens } = await toEngineInputs(chat, model, deps.images, abort.signal);
+    lease = await deps.registry.acquire(model.id, abort.signal);
+    const engine = lease.engine;
+    if (engine.countPromptTokens === undefined) {
+      throw invalidRequest(`The model '${model.id}' cannot count tokens without generating.`, 'model', 'model_not_supported');
+    }
+    const promptTokens = await engine.countPromptTokens({ messages, signal: abort.signal });
+    return { prompt_tokens: promptTokens, image_tokens: imageTokens.map((tokens) => tokens ?? null) };
+  } finally {
+    lease?.release();
+    abort.dispose();
+  }
+}

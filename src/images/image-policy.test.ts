@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import type { GgufValue } from '../models/gguf-reader.js';
+import { ggufValue } from '../synth/gguf-writer.js';
+import { expectedImageTokens, synthesizeModel } from '../synth/recipes.js';
+import {
+  GENERIC_IMAGE_POLICY,
+  imagePolicyFromMetadata,
+  imagePolicyFromMmproj,
+  imageTokenCount,
+  targetImageSize,
+  type ImagePolicy,
+} from './image-policy.js';
+
+function policy(entries: Record<string, GgufValue>): ImagePolicy {
+  return imagePolicyFromMetadata(entries);
+}
+
+const clip = (projector: string, imageSize: number, patchSize: number, extra: Record<string, GgufValue> = {}) =>
+  policy({
+    'clip.projector_type': ggufValue.str(projector),
+    'clip.vision.image_size': ggufValue.u32(imageSize),
+    'clip.vision.patch_size': ggufValue.u32(patchSize),
+    ...extra,
+  });
+
+let directory: string;
+before(async () => {
+  directory = await mkdtemp(join(tmpdir(), 'iris-image-policy-'));
+});
+after(async () => {
+  await rm(directory, { recursive: true, force: true });
+});
+
+describe('image policy from mmproj metadata', () => {
+  it('reads the synthetic recipes from their GGUF files', async () => {
+    const tiny = await synthesizeModel({ out: join(directory, 'tiny'), size: 'tiny' });
+    const tiling = await synthesizeModel({ out: join(directory, 'tiling'), size: 'tiny-tiling' });
+    assert.deepEqual(await imagePolicyFromMmproj(tiny.mmprojPath), { family: 'fixed', projector: 'mlp', baseSize: 32, tokensPerImage: 16 });
+    assert.deepEqual(await imagePolicyFromMmproj(tiling.mmprojPath), {
+      family: 'idefics3',
+      projector: 'idefics3',
+      baseSize: 32,
+      tileTokens: 4,
+      longestEdge: null,
+      maxTilesPerSide: 4,
+    });
+  });
+
+  it('predicts the same idefics3 tokens as the recipes (which real llama-server runs confirm)', () => {
+    const tiling = clip('idefics3', 32, 8, { 'clip.vision.projector.scale_factor': ggufValue.u32(2) });
+    for (const [width, height] of [[32, 32], [96, 64], [128, 128], [40, 200], [17, 3], [250, 250]] as const) {
+      assert.equal(imageTokenCount(tiling, width, height), expectedImageTokens('tiny-tiling', width, height), `${width}x${height}`);
+    }
+    const smolvlm = clip('idefics3', 512, 16, { 'clip.vision.projector.scale_factor': ggufValue.u32(4), 'clip.vision.preproc_image_size': ggufValue.u32(2048) });
+    for (const [width, height] of [[512, 512], [64, 64], [300, 200], [4000, 3000], [1000, 4000]] as const) {
+      assert.equal(imageTokenCount(smolvlm, width, height), expectedImageTokens('smolvlm', width, height), `${width}x${height}`);
+    }
+  });
+
+  it('knows the fixed-resolution families: LLaVA-1.5 576 and Gemma 3 256 (+2 markers) at any size', () => {
+    const llava = clip('mlp', 336, 14);
+    const gemma = clip('gemma3', 896, 14);
+    for (const [width, height] of [[100, 100], [336, 336], [4000, 3000]] as const) {
+      assert.equal(imageTokenCount(llava, width, height), 576);
+      assert.equal(imageTokenCount(gemma, width, height), 258);
+    }
+    assert.equal(imageTokenCount(clip('ldp', 336, 14), 10, 10), 144);
+  });
+
+  it('follows Qwen2-VL dynamic resolution: aligned to 28 px, 8 to 4096 merged tokens, plus 2 markers', () => {
+    const qwen = clip('qwen2vl_merger', 560, 14);
+    assert.equal(qwen.family, 'dynamic');
+    assert.equal(imageTokenCount(qwen, 1008, 1008), 36 * 36 + 2);
+    assert.equal(imageTokenCount(qwen, 1000, 1000), 36 * 36 + 2, 'rounded to the nearest multiple of 28');
+    assert.equal(imageTokenCount(qwen, 10, 10), 3 * 3 + 2, 'enlarged to the minimum area');
+    assert.ok((imageTokenCount(qwen, 8000, 6000) ?? 0) <= 4096 + 2, 'capped at the maximum area');
+    const low = targetImageSize(qwen, 4000, 3000, 'low');
+    const high = targetImageSize(qwen, 4000, 3000, 'high');
+    assert.deepEqual(low, { width: 560, height: 420 });
+    assert.ok(high.width * high.height <= 4096 * 28 * 28);
+    assert.ok((imageTokenCount(qwen, low.width, low.height) ?? 0) < (imageTokenCount(qwen, high.width, high.height) ?? 0));
+  });
+
+  it('follows LLaVA-NeXT anyres: overview plus the tiles of the best pinpoint', () => {
+    const next = clip('mlp', 336, 14, {
+      'clip.vision.image_grid_pinpoints': ggufValue.array('int32', [336, 672, 672, 336, 672, 672, 1008, 336, 336, 1008]),
+    });
+    assert.equal(next.family, 'anyres');
+    assert.equal(imageTokenCount(next, 300, 300), 576, 'a small image is the overview only');
+    assert.equal(imageTokenCount(next, 1000, 1000), 5 * 576);
+    assert.equal(imageTokenCount(next, 1000, 330), 4 * 576, '1008x336: three tiles and the overview');
+    const high = targetImageSize(next, 4000, 3000, 'high');
+    assert.ok(Math.max(high.width, high.height) <= 1008);
+    assert.ok(high.width * high.height <= 672 * 672);
+    const low = targetImageSize(next, 4000, 3000, 'low');
+    assert.ok((imageTokenCount(next, low.width, low.height) ?? 0) < (imageTokenCount(next, high.width, high.height) ?? 0));
+  });
+
+  it('falls back to a generic policy for projectors it does not model or metadata it cannot use', () => {
+    const pixtral = clip('pixtral', 1024, 16);
+    assert.equal(pixtral.family, 'generic');
+    assert.equal(imageTokenCount(pixtral, 100, 100), undefined);
+    assert.deepEqual(targetImageSize(pixtral, 4000, 3000, 'auto'), { width: 2048, height: 1536 });
+    assert.equal(policy({}).family, 'generic');
+    assert.equal(policy({ 'clip.vision.image_size': ggufValue.u32(30), 'clip.vision.patch_size': ggufValue.u32(7) }).family, 'generic');
+    assert.equal(GENERIC_IMAGE_POLICY.maxEdge, 2048);
+  });
+});
+
+describe('targetImageSize and detail', () => {
+  const tiling = clip('idefics3', 32, 8, { 'clip.vision.projector.scale_factor': ggufValue.u32(2) });
+  const fixed = clip('mlp', 32, 8);
+
+  it('low fits the base tile, high and auto are capped at the model maximum (4x4 tiles here)', () => {
+    assert.deepEqual(targetImageSize(tiling, 4000, 3000, 'low'), { width: 32, height: 24 });
+    assert.deepEqual(targetImageSize(tiling, 4000, 3000, 'high'), { width: 128, height: 96 });
+    assert.deepEqual(targetImageSize(tiling, 4000, 3000, 'auto'), { width: 128, height: 96 });
+    assert.deepEqual(targetImageSize(tiling, 3000, 4000, 'auto'), { width: 96, height: 128 });
+    const low = targetImageSize(tiling, 4000, 3000, 'low');
+    const high = targetImageSize(tiling, 4000, 3000, 'high');
+    assert.ok((imageTokenCount(tiling, low.width, low.height) ?? 0) < (imageTokenCount(tiling, high.width, high.height) ?? 0));
+  });
+
+  it('auto never enlarges; high enlarges an image below the base resolution to it', () => {
+    assert.deepEqual(targetImageSize(tiling, 20, 10, 'auto'), { width: 20, height: 10 });
+    assert.deepEqual(targetImageSize(tiling, 20, 10, 'low'), { width: 20, height: 10 });
+    assert.deepEqual(targetImageSize(tiling, 20, 10, 'high'), { width: 32, height: 16 });
+    assert.deepEqual(targetImageSize(tiling, 60, 50, 'high'), { width: 60, height: 50 }, 'above base: kept as it is');
+  });
+
+  it('fixed-resolution models cost the same at every detail', () => {
+    for (const detail of ['low', 'high', 'auto'] as const) {
+      const size = targetImageSize(fixed, 4000, 3000, detail);
+      assert.deepEqual(size, { width: 32, height: 24 });
+      assert.equal(imageTokenCount(fixed, size.width, size.height), 16);
+    }
+  });
+
+  it('never returns an empty side, even for extreme aspect ratios', () => {
+    assert.deepEqual(targetImageSize(tiling, 10_000, 1, 'low'), { width: 32, height: 1 });
+    assert.deepEqual(targetImageSize(tiling, 1, 10_000, 'auto'), { width: 1, height: 128 });
+  });
+});
