@@ -252,8 +252,8 @@ export const UNSUPPORTED_MODELS: readonly UnsupportedModel[] = deepFreeze([
  * remote-engine configuration as it evolves.
  */
 export const REMOTE_ENGINE_HINT =
-  'Serve it from an OpenAI-compatible server that supports it (vLLM, TGI, a hosted API) and configure it in Iris ' +
-  'as a remote engine (see "Remote engines" in the README).';
+  'Serve it from an OpenAI-compatible server that supports it (vLLM, TGI, a hosted API) and configure that server ' +
+  'in Iris as a remote engine instead of pulling the model.';
 
 /** The model `iris serve` pulls when no model is configured. */
 export const DEFAULT_CATALOG_ENTRY: CatalogEntry = CATALOG[0] as CatalogEntry;
