@@ -71,6 +71,11 @@ export interface FakeHub {
   throttle(chunkBytes: number, delayMs: number): void;
   /** Answer Range requests with the whole file (200), as some servers do. */
   ignoreRange(ignore: boolean): void;
+  /**
+   * Downloads of `file` send their first chunk, then stall until the returned function is called; for
+   * tests that need a download to be in flight while something else happens.
+   */
+  hold(file: string): () => void;
   /** Download GETs (served by hub or CDN) of `file`. */
   downloadsOf(file: string): RecordedRequest[];
   /** Clears the record and every knob. */
@@ -97,6 +102,7 @@ export async function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
   let corrupted = new Set<string>();
   let throttle: { chunkBytes: number; delayMs: number } | undefined;
   let rangeIgnored = false;
+  let holds = new Map<string, { released: Promise<void>; release: () => void }>();
 
   const repos = new Map<string, { commit: string; gated: boolean; files: (FakeRepoFile & { lfs: boolean })[] }>();
   for (const [name, repo] of Object.entries(options.repos)) {
@@ -156,6 +162,8 @@ export async function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
       const chunk = slice.subarray(offset, offset + Math.max(1, chunkBytes));
       await new Promise<void>((resolve) => response.write(chunk, () => resolve()));
       entry.bytesSent += chunk.length;
+      const held = holds.get(key);
+      if (held) await held.released;
       if (throttle && offset + chunkBytes < slice.length) await sleep(throttle.delayMs);
     }
     if (cutAfter !== undefined) {
@@ -308,6 +316,16 @@ export async function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
     ignoreRange: (ignore) => {
       rangeIgnored = ignore;
     },
+    hold: (file) => {
+      let release = (): void => undefined;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const held = { released, release: () => {
+        holds.delete(file);
+        release();
+      } };
+      holds.set(file, held);
+      return held.release;
+    },
     downloadsOf: (file) => requests.filter((entry) => entry.file === file && entry.method === 'GET'),
     reset: () => {
       requests.length = 0;
@@ -315,6 +333,8 @@ export async function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
       corrupted = new Set();
       throttle = undefined;
       rangeIgnored = false;
+      for (const held of holds.values()) held.release();
+      holds = new Map();
     },
     close: async () => {
       for (const server of [hub, cdn]) {

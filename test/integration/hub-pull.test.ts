@@ -112,7 +112,7 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-describe('pullModel', () => {
+describe('pullModel', { timeout: 60_000 }, () => {
   test('pulls a repo: the quantization by default, its projector, verified, under models/<owner>/<repo>/', async () => {
     const events: PullProgressEvent[] = [];
     const pulled = await pull(REPO, { progress: (event) => events.push(event) });
@@ -254,26 +254,64 @@ describe('pullModel', () => {
   });
 });
 
-/** Runs the CLI as a child process. */
-function iris(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+interface CliRun {
+  /** Resolves when some output (stdout + stderr so far) matches. */
+  output(pattern: RegExp): Promise<void>;
+  done: Promise<{ code: number | null; stdout: string; stderr: string }>;
+}
+
+/** Starts the CLI as a child process with HF_ENDPOINT at the fake hub and the test's cache. */
+function startCli(args: string[], env: NodeJS.ProcessEnv = {}): CliRun {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, HF_ENDPOINT: hub.endpoint, HF_TOKEN: '', IRIS_CACHE_DIR: cacheDir, ...env };
   delete childEnv['IRIS_CONFIG'];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src/main.ts'), ...args], {
-      cwd: REPO_ROOT,
-      env: childEnv,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src/main.ts'), ...args], {
+    cwd: REPO_ROOT,
+    env: childEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  const watchers: { pattern: RegExp; resolve: () => void }[] = [];
+  const check = (): void => {
+    for (const watcher of [...watchers]) {
+      if (watcher.pattern.test(stdout + stderr)) {
+        watchers.splice(watchers.indexOf(watcher), 1);
+        watcher.resolve();
+      }
+    }
+  };
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+    check();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    check();
+  });
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+  return {
+    done,
+    output: (pattern) =>
+      new Promise<void>((resolve, reject) => {
+        watchers.push({ pattern, resolve });
+        check();
+        void done.then(() => reject(new Error(`the CLI exited before printing ${pattern}:\n${stdout}${stderr}`)));
+      }),
+  };
 }
 
-describe('iris pull / models / rm', () => {
+/** Runs the CLI to the end. */
+const iris = (args: string[], env: NodeJS.ProcessEnv = {}) => startCli(args, env).done;
+
+/** Resolves once the hub has started sending `file`. */
+async function downloadStarted(file: string): Promise<void> {
+  while (!hub.downloadsOf(file).some((entry) => entry.bytesSent > 0)) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
+describe('iris pull / models / rm', { timeout: 120_000 }, () => {
   test('pull, list, remove', async () => {
     const pulled = await iris(['pull', REPO]);
     assert.equal(pulled.code, 0, pulled.stderr);
@@ -322,14 +360,18 @@ describe('iris pull / models / rm', () => {
     assert.match(again.stderr, /not in the cache/);
   });
 
-  test('two iris pull processes at once download the file once', async () => {
-    hub.throttle(16 * 1024, 40);
-    const [first, second] = await Promise.all([iris(['pull', REPO]), iris(['pull', REPO])]);
-    assert.equal(first.code, 0, first.stderr);
-    assert.equal(second.code, 0, second.stderr);
-    assert.equal(hub.downloadsOf(MODEL).length, 1, 'the second process waited for the first');
-    assert.match(first.stderr + second.stderr, /another process is downloading it; waiting/);
-    assert.match(first.stdout + second.stdout, /already in the cache/);
+  test('a second iris pull process waits for the first one\'s download instead of starting its own', async () => {
+    const release = hub.hold(MODEL);
+    const first = startCli(['pull', REPO]);
+    await downloadStarted(MODEL);
+    const second = startCli(['pull', REPO]);
+    await second.output(/another process is downloading it; waiting/);
+    release();
+    const [one, two] = await Promise.all([first.done, second.done]);
+    assert.equal(one.code, 0, one.stderr);
+    assert.equal(two.code, 0, two.stderr);
+    assert.equal(hub.downloadsOf(MODEL).length, 1, 'one GET of the model file');
+    assert.equal(hub.downloadsOf(`${REPO}/${MMPROJ_FILE}`).length, 1, 'one GET of the projector, whichever process took it');
     assert.equal(sha256(await readFile(join(cacheDir, 'models', 'iris-test', 'Tiny-VLM-GGUF', MODEL_FILE))), sha256(modelBytes));
   });
 
