@@ -14,7 +14,7 @@ import { IrisError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
 import { listCachedFiles, pullModel, type PullProgressEvent } from '../../src/models/hub/index.js';
 import { sha256, startFakeHub, type FakeHub } from '../helpers/fake-hub.js';
-import { REPO_ROOT, syntheticModel } from '../helpers/test-env.js';
+import { REPO_ROOT, startIris, syntheticModel } from '../helpers/test-env.js';
 
 const REPO = 'iris-test/Tiny-VLM-GGUF';
 const MODEL_FILE = 'Tiny-VLM-Q8_0.gguf';
@@ -391,5 +391,28 @@ describe('iris pull / models / rm', { timeout: 120_000 }, () => {
     assert.equal(catalog.code, 0, catalog.stderr);
     assert.match(catalog.stdout, /HuggingFaceTB\/SmolVLM-256M-Instruct\s+smolvlm-256m\s+ggml-org\/SmolVLM-256M-Instruct-GGUF\s+Q8_0\s+8192/);
     await writeFile(join(cacheDir, 'unused'), ''); // the cache dir stays usable after a failed pull
+  });
+});
+
+describe('iris serve without --model', { timeout: 180_000 }, () => {
+  test('pulls the default model through HF_ENDPOINT and serves it under its catalog id', async () => {
+    const iris = await startIris({ args: [], env: { HF_ENDPOINT: hub.endpoint } });
+    try {
+      const response = await fetch(`${iris.baseUrl}/v1/models`);
+      const body = (await response.json()) as { data: { id: string }[] };
+      assert.deepEqual(body.data.map((model) => model.id), ['HuggingFaceTB/SmolVLM-256M-Instruct']);
+      assert.equal(hub.downloadsOf('ggml-org/SmolVLM-256M-Instruct-GGUF/SmolVLM-256M-Instruct-Q8_0.gguf').length, 1);
+      assert.equal(hub.downloadsOf('ggml-org/SmolVLM-256M-Instruct-GGUF/mmproj-SmolVLM-256M-Instruct-Q8_0.gguf').length, 1);
+      assert.ok(iris.logRecords('downloaded and verified').length >= 2, 'the pull is logged');
+    } finally {
+      await iris.stop();
+    }
+  });
+
+  test('without the hub or a cached copy, it exits naming --model PATH and iris synth', async () => {
+    await assert.rejects(
+      startIris({ args: [], env: { HF_ENDPOINT: `http://127.0.0.1:${await closedPort()}` } }),
+      (error: Error) => /iris exited early/.test(error.message) && /--model PATH/.test(error.message) && /iris synth/.test(error.message),
+    );
   });
 });

@@ -12,10 +12,11 @@
  *   the holder refreshes; a waiter takes over a lock its holder stopped refreshing, and resumes the `.part`).
  *
  * Why not node-llama-cpp's `createModelDownloader` (ipull), which is installed: it resolves `hf:` URIs
- * through the hub's Ollama-style `/v2/.../manifests` endpoint rather than the file tree, reads HF_ENDPOINT
- * from `process.env` itself, downloads in parallel ranged chunks (so the bytes cannot be hashed as they
- * stream and the hub's SHA-256 is never checked), and has no lock against a second process. Resume, hashing
- * and locking are what this module is for, so it uses undici and proper-lockfile directly.
+ * through the hub's Ollama-style `/v2/.../manifests` endpoint rather than the file tree (and falls back to
+ * reading HF_ENDPOINT from `process.env`), fetches a file as 5 MB chunks over 3 parallel ranged streams (so
+ * the bytes cannot be hashed as they arrive, and it checks no SHA-256 at all), and has no lock against a
+ * second process. Resume, verification and locking are what this module is for, so it uses undici and
+ * proper-lockfile directly.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
