@@ -63,8 +63,12 @@ export interface FakeHub {
   cdnOrigin: string;
   token: string;
   requests: RecordedRequest[];
-  /** The next download of `file` (`owner/name/path`) is cut after `afterBytes` body bytes; once. */
-  cutOnce(file: string, afterBytes: number): void;
+  /**
+   * The next download of `file` (`owner/name/path`) is cut after `afterBytes` body bytes; once. When
+   * `beforeCut` is given the connection is closed only once it resolves, so a test can wait until the
+   * client has the bytes (a client may drop bytes it had not read yet when the connection dies).
+   */
+  cutOnce(file: string, afterBytes: number, beforeCut?: () => Promise<unknown>): void;
   /** Downloads of `file` serve the right length but one wrong byte (a checksum failure). */
   corrupt(file: string): void;
   /** Bodies go out in `chunkBytes` pieces with `delayMs` between them. */
@@ -98,7 +102,7 @@ export async function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
   const token = options.token ?? 'hf_test_token';
   const pageSize = options.treePageSize ?? 1000;
   const requests: RecordedRequest[] = [];
-  let cuts = new Map<string, number>();
+  let cuts = new Map<string, { afterBytes: number; beforeCut: (() => Promise<unknown>) | undefined }>();
   let corrupted = new Set<string>();
   let throttle: { chunkBytes: number; delayMs: number } | undefined;
   let rangeIgnored = false;
@@ -151,10 +155,10 @@ export async function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
       return;
     }
     let slice = body.subarray(start, end + 1);
-    const cutAfter = cuts.get(key);
-    if (cutAfter !== undefined) {
+    const cut = cuts.get(key);
+    if (cut !== undefined) {
       cuts.delete(key);
-      slice = slice.subarray(0, cutAfter);
+      slice = slice.subarray(0, cut.afterBytes);
     }
     const chunkBytes = throttle?.chunkBytes ?? slice.length;
     for (let offset = 0; offset < slice.length; offset += Math.max(1, chunkBytes)) {
@@ -166,9 +170,10 @@ export async function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
       if (held) await held.released;
       if (throttle && offset + chunkBytes < slice.length) await sleep(throttle.delayMs);
     }
-    if (cutAfter !== undefined) {
+    if (cut !== undefined) {
       // the declared length was not sent: the client gets every byte written, then the connection closes
       // mid-body (a FIN, not a reset, so the test knows exactly how many bytes arrived)
+      await cut.beforeCut?.();
       response.socket?.end();
       return;
     }
@@ -308,7 +313,7 @@ export async function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
     cdnOrigin,
     token,
     requests,
-    cutOnce: (file, afterBytes) => void cuts.set(file, afterBytes),
+    cutOnce: (file, afterBytes, beforeCut) => void cuts.set(file, { afterBytes, beforeCut }),
     corrupt: (file) => void corrupted.add(file),
     throttle: (chunkBytes, delayMs) => {
       throttle = { chunkBytes, delayMs };

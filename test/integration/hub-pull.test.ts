@@ -103,6 +103,20 @@ async function expectIrisError(promise: Promise<unknown>, code: string, pattern?
   assert.fail(`expected ${code}`);
 }
 
+/**
+ * A progress listener (recording into `events`) and a promise that resolves once `bytes` of `file` are on
+ * disk: the downloader reports progress after writing.
+ */
+function progressUntil(file: string, bytes: number, events: PullProgressEvent[] = []): [(event: PullProgressEvent) => void, Promise<void>] {
+  let reached = (): void => undefined;
+  const promise = new Promise<void>((resolve) => (reached = resolve));
+  const listener = (event: PullProgressEvent): void => {
+    events.push(event);
+    if (event.type === 'progress' && event.file === file && event.receivedBytes >= bytes) reached();
+  };
+  return [listener, promise];
+}
+
 /** A loopback port nothing listens on. */
 async function closedPort(): Promise<number> {
   const server = createServer();
@@ -162,9 +176,10 @@ describe('pullModel', { timeout: 60_000 }, () => {
 
   test('resumes with a Range request after the connection is cut half way', async () => {
     const half = Math.floor(modelBytes.length / 2);
-    hub.cutOnce(MODEL, half);
     const events: PullProgressEvent[] = [];
-    const pulled = await pull(REPO, { progress: (event) => events.push(event) });
+    const [progress, received] = progressUntil(MODEL_FILE, half, events);
+    hub.cutOnce(MODEL, half, () => received);
+    const pulled = await pull(REPO, { progress });
     assert.equal(sha256(await readFile(pulled.modelPath)), sha256(modelBytes));
     const downloads = hub.downloadsOf(MODEL);
     assert.equal(downloads.length, 2);
@@ -178,8 +193,9 @@ describe('pullModel', { timeout: 60_000 }, () => {
 
   test('a pull that gave up leaves a .part that the next pull resumes', async () => {
     const half = Math.floor(modelBytes.length / 2);
-    hub.cutOnce(MODEL, half);
-    await expectIrisError(pull(REPO, { maxAttempts: 1 }), 'download_failed', /Pulling again resumes it/);
+    const [progress, received] = progressUntil(MODEL_FILE, half);
+    hub.cutOnce(MODEL, half, () => received);
+    await expectIrisError(pull(REPO, { maxAttempts: 1, progress }), 'download_failed', /Pulling again resumes it/);
     const repoDir = join(cacheDir, 'models', 'iris-test', 'Tiny-VLM-GGUF');
     assert.deepEqual(await tree(repoDir), [`${MODEL_FILE}.part`]);
     assert.equal((await stat(join(repoDir, `${MODEL_FILE}.part`))).size, half);
