@@ -5,6 +5,9 @@
  */
 import { ConfigError } from './config/load-config.js';
 import { CliUsageError, IRIS_VERSION } from './cli/cli-support.js';
+import { modelsCommand } from './cli/models.js';
+import { pullCommand } from './cli/pull.js';
+import { rmCommand } from './cli/rm.js';
 import { serveCommand } from './cli/serve.js';
 import { synthCommand } from './cli/synth.js';
 import { IrisError } from './errors.js';
@@ -13,6 +16,9 @@ const USAGE = `Usage: iris <command> [options]
 
 Commands:
   serve    serve models behind the OpenAI-compatible API (default)
+  pull     download a model from the Hugging Face hub into the cache
+  models   list the models in the cache (--catalog: the models Iris knows)
+  rm       delete a model from the cache
   synth    write a synthetic test model (model.gguf + mmproj.gguf)
   version  print the version
 
@@ -26,6 +32,12 @@ async function main(argv: string[]): Promise<void> {
       return serveCommand(rest, process.env);
     case 'synth':
       return synthCommand(rest);
+    case 'pull':
+      return pullCommand(rest, process.env);
+    case 'models':
+      return modelsCommand(rest, process.env);
+    case 'rm':
+      return rmCommand(rest, process.env);
     case 'version':
     case '--version':
       process.stdout.write(`${IRIS_VERSION}\n`);

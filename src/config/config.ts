@@ -135,7 +135,7 @@ export const configSchema = z.strictObject({
   /** Directory for built llama-server binaries and downloaded models. Env IRIS_CACHE_DIR. */
   cacheDir: z.string().min(1),
   /** Hugging Face hub endpoint. Env HF_ENDPOINT. @default https://huggingface.co */
-  hubEndpoint: z.url().default('https://huggingface.co'),
+  hubEndpoint: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).default('https://huggingface.co'),
   /** Hub token for gated repos. Env HF_TOKEN. */
   hubToken: z.string().min(1).optional(),
   /** Hosts, host:port pairs or CIDRs that remote image URLs may reach despite SSRF rules. Env IRIS_ALLOW_MEDIA_HOSTS. */

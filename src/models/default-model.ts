@@ -1,40 +1,27 @@
 /**
- * The model served when none is configured: SmolVLM-256M-Instruct (Q8_0 and its mmproj) from the
- * ggml-org GGUF repo on the Hugging Face hub, downloaded once into the cache. When the hub cannot be
- * reached, the error says how to start offline.
+ * The model served when none is configured: the catalog's first entry, SmolVLM-256M-Instruct (Q8_0 and its
+ * projector from ggml-org's GGUF repo), pulled once into the cache. Without the hub, a cached copy is used;
+ * with neither, the error says how to start offline (`--model PATH`, `iris synth`).
  */
 import type { IrisConfig, ModelConfig } from '../config/config.js';
-import { IrisError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { downloadHubFile } from './hub-download.js';
+import { DEFAULT_CATALOG_ENTRY } from './catalog.js';
+import { logProgress, pullModel, type ProgressListener } from './hub/index.js';
 
-/** Hub repo and files of the default model. */
-export const DEFAULT_MODEL = Object.freeze({
-  id: 'HuggingFaceTB/SmolVLM-256M-Instruct',
-  repo: 'ggml-org/SmolVLM-256M-Instruct-GGUF',
-  model: 'SmolVLM-256M-Instruct-Q8_0.gguf',
-  mmproj: 'mmproj-SmolVLM-256M-Instruct-Q8_0.gguf',
-  context: 8192,
-});
-
-/** Makes sure the default model's files are in the cache (downloading them if needed) and returns its config. */
-export async function resolveDefaultModel(config: IrisConfig, logger: Logger): Promise<ModelConfig> {
-  logger.info({ repo: DEFAULT_MODEL.repo }, 'no model configured: serving the default model');
-  try {
-    const [model, mmproj] = await Promise.all(
-      [DEFAULT_MODEL.model, DEFAULT_MODEL.mmproj].map((file) =>
-        downloadHubFile({ repo: DEFAULT_MODEL.repo, file, config, logger }),
-      ),
-    );
-    return { id: DEFAULT_MODEL.id, model: model as string, mmproj: mmproj as string, context: DEFAULT_MODEL.context, slots: 2, threads: 0 };
-  } catch (error) {
-    if (error instanceof IrisError && error.code === 'hub_unreachable') {
-      throw new IrisError(
-        `${error.message}\nTo start offline, serve a local GGUF with --model PATH (and --mmproj PATH for images),\n` +
-          'or make a synthetic test model first: iris synth --out ./synth && iris serve --model ./synth/model.gguf --mmproj ./synth/mmproj.gguf',
-        { status: 503, type: 'service_unavailable_error', code: 'hub_unreachable', cause: error },
-      );
-    }
-    throw error;
-  }
+/** Pulls the default model if it is not cached yet and returns how to serve it. */
+export async function resolveDefaultModel(
+  config: IrisConfig,
+  logger: Logger,
+  progress: ProgressListener = logProgress(logger),
+): Promise<ModelConfig> {
+  logger.info({ model: DEFAULT_CATALOG_ENTRY.id, repo: DEFAULT_CATALOG_ENTRY.repo }, 'no model configured: serving the default model');
+  const pulled = await pullModel({ id: DEFAULT_CATALOG_ENTRY.id, config, logger, progress });
+  return {
+    id: pulled.id,
+    model: pulled.modelPath,
+    ...(pulled.mmprojPath === undefined ? {} : { mmproj: pulled.mmprojPath }),
+    context: pulled.context,
+    slots: 2,
+    threads: 0,
+  };
 }

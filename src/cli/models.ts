@@ -1,0 +1,115 @@
+/**
+ * `iris models`: the models in the cache (size, quantization, context, what they take in, where they are),
+ * or with `--catalog` the models Iris knows how to pull.
+ */
+import { parseArgs } from 'node:util';
+import prettyBytes from 'pretty-bytes';
+import { loadConfig } from '../config/load-config.js';
+import { CATALOG } from '../models/catalog.js';
+import { listCachedModels, type CachedModel } from '../models/hub/index.js';
+
+/** Help text of `iris models`. */
+export const MODELS_USAGE = `Usage: iris models [options]
+
+List the models in the cache: id, quantization, size on disk, trained context, input modalities, path.
+
+Options:
+  --catalog           list the catalog of known vision-language models instead (what 'iris pull' accepts by name)
+  --json              print JSON instead of a table
+  --cache-dir DIR     cache directory (env IRIS_CACHE_DIR, default ~/.cache/iris)
+  --config FILE       YAML config file (env IRIS_CONFIG)
+`;
+
+/** Runs `iris models`. */
+export async function modelsCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      catalog: { type: 'boolean' },
+      json: { type: 'boolean' },
+      'cache-dir': { type: 'string' },
+      config: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(MODELS_USAGE);
+    return;
+  }
+  if (values.catalog) {
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(CATALOG, null, 2)}\n`);
+      return;
+    }
+    process.stdout.write(
+      table(
+        ['ID', 'ALIAS', 'GGUF REPO', 'QUANT', 'CONTEXT', 'DOWNLOAD', 'PROJECTOR'],
+        CATALOG.map((entry) => [
+          entry.id,
+          entry.aliases[0] ?? '',
+          entry.repo,
+          entry.defaultQuant,
+          String(entry.context),
+          `~${prettyBytes(entry.approxBytes.model + entry.approxBytes.mmproj, { maximumFractionDigits: 1 })}`,
+          entry.projector,
+        ]),
+      ),
+    );
+    return;
+  }
+
+  const config = loadConfig({ config: values.config, cacheDir: values['cache-dir'] }, env);
+  const models = await listCachedModels(config.cacheDir);
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(models.map(toJson), null, 2)}\n`);
+    return;
+  }
+  if (models.length === 0) {
+    process.stdout.write(`No models in the cache (${config.cacheDir}/models). Pull one with: iris pull smolvlm-256m\n`);
+    return;
+  }
+  process.stdout.write(
+    table(
+      ['MODEL', 'QUANT', 'SIZE', 'CONTEXT', 'INPUT', 'PATH'],
+      models.map((model) => [
+        model.id,
+        model.quant,
+        prettyBytes(model.sizeBytes, { maximumFractionDigits: 1 }),
+        model.contextLength === undefined ? '?' : String(model.contextLength),
+        model.modalities.join('+'),
+        model.modelPath,
+      ]),
+    ),
+  );
+  const problems = models.filter((model) => model.problem !== undefined);
+  for (const model of problems) process.stdout.write(`warning: ${model.modelPath}: ${model.problem}\n`);
+}
+
+function toJson(model: CachedModel): Record<string, unknown> {
+  return {
+    id: model.id,
+    repo: model.repo,
+    quant: model.quant,
+    sizeBytes: model.sizeBytes,
+    contextLength: model.contextLength ?? null,
+    architecture: model.architecture ?? null,
+    projector: model.projector ?? null,
+    modalities: model.modalities,
+    modelPath: model.modelPath,
+    modelFiles: model.modelFiles,
+    mmprojPath: model.mmprojPath ?? null,
+    problem: model.problem ?? null,
+  };
+}
+
+/** Left-aligned columns separated by two spaces. */
+function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((header, column) => Math.max(header.length, ...rows.map((row) => (row[column] ?? '').length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return `${[line(headers), ...rows.map(line)].join('\n')}\n`;
+}
