@@ -6,17 +6,15 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import type { IrisConfig, ModelConfig } from '../config/config.js';
 import { ensureLlamaServer } from '../engines/llama-runner/build-llama-server.js';
-import { LlamaServerEngine } from '../engines/llama-runner/llama-server-engine.js';
 import { isLoopbackHost } from '../http/auth.js';
 import { createApp } from '../http/app.js';
 import { RemoteImageFetcher } from '../images/fetch-remote-image.js';
 import { ImagePipeline } from '../images/image-pipeline.js';
-import { GENERIC_IMAGE_POLICY, describeImagePolicy, imagePolicyFromMmproj, type ImagePolicy } from '../images/image-policy.js';
 import { MediaHostRuleError, MediaHostRules } from '../images/media-host-rules.js';
 import { createLogger, type Logger } from '../logger.js';
 import { resolveDefaultModel } from '../models/default-model.js';
-import { estimateModelMemory } from '../models/memory-estimate.js';
-import { ModelRegistry, type ModelDefinition } from '../models/model-registry.js';
+import { ModelRegistry } from '../models/model-registry.js';
+import { ModelSources } from '../models/model-sources.js';
 import { CliUsageError, IRIS_VERSION } from './cli-support.js';
 
 /** Help text of `iris serve`. */
@@ -25,12 +23,15 @@ export const SERVE_USAGE = `Usage: iris serve [options]
 Serve vision-language models behind an OpenAI-compatible API.
 
 Options:
-  --model PATH             text model GGUF (without it: the default model, SmolVLM-256M-Instruct, from the hub)
+  --model PATH|REPO        text model GGUF, or a catalog id / hub repo[:QUANT] to pull (without it: the default
+                           model, SmolVLM-256M-Instruct, from the hub)
   --mmproj PATH            multimodal projector GGUF for --model
   --model-id ID            id clients send as "model" (default: the file name without .gguf)
   --ctx-size N             context size for --model (default 4096)
   --slots N                parallel requests for --model (default 2)
   --threads N              CPU threads for --model (default: llama.cpp's choice)
+  --pull-on-demand MODE    which unconfigured models a request may pull: never|catalog|any
+                           (env IRIS_PULL_ON_DEMAND, default catalog)
   --preload ID             load this configured model at start, not on first request; repeatable
                            (--model is always preloaded)
   --keep-alive DURATION    unload a model idle this long: 30s, 10m, 1h, -1 = never (env IRIS_KEEP_ALIVE, default 10m)
@@ -70,6 +71,7 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       threads: { type: 'string' },
       'llama-server': { type: 'string' },
       preload: { type: 'string', multiple: true },
+      'pull-on-demand': { type: 'string' },
       'keep-alive': { type: 'string' },
       'memory-budget': { type: 'string' },
       'cache-dir': { type: 'string' },
@@ -100,6 +102,7 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
       threads: values.threads,
       llamaServer: values['llama-server'],
       preload: values.preload,
+      pullOnDemand: values['pull-on-demand'],
       keepAlive: values['keep-alive'],
       memoryBudget: values['memory-budget'],
       cacheDir: values['cache-dir'],
@@ -123,48 +126,21 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
   const rules = mediaHostRules(config);
   const models: readonly ModelConfig[] =
     config.models.length > 0 ? config.models : [await resolveDefaultModel(config, logger)];
-  const binary = config.llama.serverPath ?? (await ensureLlamaServer({ cacheDir: config.cacheDir, logger }));
+  let binary: Promise<string> | undefined;
+  const llamaServer = (): Promise<string> =>
+    (binary ??= config.llama.serverPath !== undefined
+      ? Promise.resolve(config.llama.serverPath)
+      : ensureLlamaServer({ cacheDir: config.cacheDir, logger }));
+  // Build (once per machine) before listening, so a first start shows its progress and fails early.
+  if (models.some((model) => model.upstream === undefined)) await llamaServer();
 
-  const policies = await Promise.all(models.map((model) => imagePolicyFor(model, logger)));
-  const created = Math.floor(Date.now() / 1000);
-  const configs = new Map(models.map((model) => [model.id, model]));
-  const definitions: ModelDefinition[] = models.map((model, index) => ({
-    id: model.id,
-    vision: model.mmproj !== undefined,
-    context: model.context,
-    slots: model.slots,
-    keepAliveMs: model.keepAlive ?? config.keepAlive,
-    imagePolicy: policies[index] ?? GENERIC_IMAGE_POLICY,
-    created,
-    ownedBy: 'iris',
-  }));
-  const settingsOf = (definition: ModelDefinition) => {
-    const model = configs.get(definition.id);
-    if (!model) throw new Error(`no configuration for model '${definition.id}'`);
-    return model;
-  };
-  const registry = new ModelRegistry(definitions, {
+  const sources = new ModelSources(models, { config, logger, env: deps.env, llamaServer });
+  const registry = new ModelRegistry(sources.definitions(), {
     logger,
     memoryBudgetBytes: config.memoryBudget,
     queue: { maxQueued: config.limits.maxQueuedPerModel, queueTimeoutMs: config.limits.queueTimeoutMs },
-    estimateMemory: async (definition) => (await estimateModelMemory(settingsOf(definition))).totalBytes,
-    createEngine: (definition) => {
-      const model = settingsOf(definition);
-      return new LlamaServerEngine(
-        {
-          id: model.id,
-          binary,
-          model: model.model,
-          mmproj: model.mmproj,
-          context: model.context,
-          slots: model.slots,
-          threads: model.threads,
-          startTimeoutMs: config.llama.startTimeoutMs,
-          maxImagesPerRequest: config.limits.maxImagesPerRequest,
-        },
-        { logger, env: deps.env },
-      );
-    },
+    prepare: sources.prepare,
+    discover: sources.discover,
   });
   const preload = config.models.length > 0 ? config.preload : models.map((model) => model.id);
   const fetcher = new RemoteImageFetcher({
@@ -215,18 +191,5 @@ function mediaHostRules(config: IrisConfig): MediaHostRules {
       `Invalid media host entry (--allow-media-host / IRIS_ALLOW_MEDIA_HOSTS, --deny-media-host / IRIS_DENY_MEDIA_HOSTS): ${error.message}.`,
       { cause: error },
     );
-  }
-}
-
-/** A model's image policy from its mmproj; a projector that cannot be read gets the generic policy (llama-server will say why). */
-async function imagePolicyFor(model: ModelConfig, logger: Logger): Promise<ImagePolicy> {
-  if (model.mmproj === undefined) return GENERIC_IMAGE_POLICY;
-  try {
-    const policy = await imagePolicyFromMmproj(model.mmproj);
-    logger.info({ model: model.id, imagePolicy: policy }, `image policy: ${describeImagePolicy(policy)}`);
-    return policy;
-  } catch (error) {
-    logger.warn({ model: model.id, err: error }, 'could not read the projector metadata; using the generic image policy');
-    return GENERIC_IMAGE_POLICY;
   }
 }

@@ -49,22 +49,53 @@ export const memorySizeSchema = z.union([z.number(), z.string()]).transform((inp
   return Math.floor(Number(match[1]) * base ** Math.max(0, exponent));
 });
 
-/** One model served by the embedded llama.cpp engine. */
+/** One OpenAI-compatible server a remote model is served from. */
+export const upstreamEndpointSchema = z.strictObject({
+  /** Base URL with the API prefix, e.g. `http://gpu-1:8000/v1`. */
+  url: z.url({ protocol: /^https?$/ }),
+  /** Bearer key for that server. */
+  apiKey: z.string().min(1).optional(),
+});
+
+/** A model served by remote OpenAI-compatible servers (vLLM, SGLang, llama-server, another Iris). */
+export const upstreamConfigSchema = z.strictObject({
+  /** The servers; requests go round-robin to the healthy ones and fail over between them. */
+  endpoints: z.array(upstreamEndpointSchema).min(1),
+  /** The model name to send upstream. @default the model's id */
+  model: z.string().min(1).optional(),
+  /** Whether the remote model takes images. @default true */
+  vision: z.boolean().default(true),
+  /** Connect + first-byte timeout per attempt, in ms. @default 30000 */
+  timeoutMs: z.number().int().min(100).default(30_000),
+});
+
+/**
+ * One model. Exactly one of `model` (a local GGUF), `hub` (a catalog id or hub repo, pulled into the cache
+ * on first load) or `upstream` (remote servers) says where it comes from.
+ */
 export const modelConfigSchema = z.strictObject({
   /** The id clients send as `model`. */
   id: z.string().min(1).max(256),
   /** Path to the text model GGUF. */
-  model: z.string().min(1),
+  model: z.string().min(1).optional(),
+  /** A catalog id or hub repo, optionally with `:QUANT` (`ggml-org/SmolVLM-500M-Instruct-GGUF:Q8_0`). */
+  hub: z.string().min(1).optional(),
+  /** Remote OpenAI-compatible servers that serve this model. */
+  upstream: upstreamConfigSchema.optional(),
   /** Path to the multimodal projector GGUF; without it the model is text-only. */
   mmproj: z.string().min(1).optional(),
-  /** Context size in tokens for the whole llama-server (shared by its slots). @default 4096 */
-  context: z.number().int().min(256).max(1_048_576).default(4096),
+  /** llama-server's --chat-template, for models whose GGUF template is missing or wrong (e.g. `vicuna`). */
+  chatTemplate: z.string().min(1).optional(),
+  /** Context size in tokens for the whole llama-server (shared by its slots). @default the catalog's for catalog models, else 4096 */
+  context: z.number().int().min(256).max(1_048_576).optional(),
   /** Parallel sequences (llama-server slots). @default 2 */
   slots: z.number().int().min(1).max(64).default(2),
   /** CPU threads for llama-server; 0 lets llama.cpp choose. @default 0 */
   threads: z.number().int().min(0).max(1024).default(0),
   /** How long the model stays loaded after its last request (ms after parsing; -1 = forever). @default the server's keepAlive */
   keepAlive: durationSchema.optional(),
+}).refine((model) => [model.model, model.hub, model.upstream].filter((source) => source !== undefined).length === 1, {
+  message: 'a model needs exactly one of model (a GGUF path), hub (a repo to pull) or upstream (remote servers)',
 });
 
 /** A model as written in config (before defaults). */
@@ -126,6 +157,11 @@ export const configSchema = z.strictObject({
   allowUnauthenticated: z.boolean().default(false),
   /** Models to serve. Empty means the default model from the hub. */
   models: z.array(modelConfigSchema).default([]),
+  /**
+   * Which unconfigured model ids a request may pull from the hub on demand: `never`, `catalog` (ids in
+   * Iris's catalog of known VLMs) or `any` (any hub repo with GGUFs). Env IRIS_PULL_ON_DEMAND. @default catalog
+   */
+  pullOnDemand: z.enum(['never', 'catalog', 'any']).default('catalog'),
   /** Model ids loaded at start instead of on first request. */
   preload: z.array(z.string().min(1)).default([]),
   /** How long an idle model stays loaded, for models that do not set their own (ms after parsing; -1 = forever). Env IRIS_KEEP_ALIVE. @default 10m */

@@ -76,7 +76,7 @@ describe('loadConfig', () => {
     assert.throws(() => loadConfig({ model: 'a.gguf', preload: ['b'] }, {}), /preload names 'b'/);
     const bad = join(dir, 'bad.yaml');
     await writeFile(bad, 'models: [{ id: x }]');
-    assert.throws(() => loadConfig({ config: bad }, {}), /models\.0\.model/);
+    assert.throws(() => loadConfig({ config: bad }, {}), /models\.0: a model needs exactly one of model/);
     await writeFile(bad, 'hots: 1.2.3.4');
     assert.throws(() => loadConfig({ config: bad }, {}), /hots/);
     assert.throws(() => loadConfig({ config: join(dir, 'missing.yaml') }, {}), /Cannot read config file/);

@@ -3,7 +3,7 @@
  * {@link IrisConfig}. Precedence: flags > env > file > defaults. This is the only module that reads
  * `process.env` (callers pass it in, so tests can pass their own).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve, dirname, isAbsolute } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -29,6 +29,7 @@ export interface ConfigFlags {
   keepAlive?: string | undefined;
   memoryBudget?: string | undefined;
   preload?: string[] | undefined;
+  pullOnDemand?: string | undefined;
   cacheDir?: string | undefined;
   logLevel?: string | undefined;
 }
@@ -56,6 +57,7 @@ const SOURCES: Record<string, string> = {
   keepAlive: '--keep-alive / IRIS_KEEP_ALIVE / keep_alive',
   memoryBudget: '--memory-budget / IRIS_MEMORY_BUDGET / memory_budget',
   preload: '--preload / preload',
+  pullOnDemand: '--pull-on-demand / IRIS_PULL_ON_DEMAND / pull_on_demand',
   llama: '--llama-server / IRIS_LLAMA_SERVER / llama',
   limits: 'limits (config file)',
   images: 'images (config file)',
@@ -86,6 +88,7 @@ export function loadConfig(flags: ConfigFlags, rawEnv: NodeJS.ProcessEnv): IrisC
   set('logLevel', env['IRIS_LOG_LEVEL']);
   set('keepAlive', env['IRIS_KEEP_ALIVE']);
   set('memoryBudget', env['IRIS_MEMORY_BUDGET']);
+  set('pullOnDemand', env['IRIS_PULL_ON_DEMAND']);
   if (env['IRIS_LLAMA_SERVER']) {
     merged['llama'] = { ...(merged['llama'] as object | undefined), serverPath: env['IRIS_LLAMA_SERVER'] };
   }
@@ -101,15 +104,17 @@ export function loadConfig(flags: ConfigFlags, rawEnv: NodeJS.ProcessEnv): IrisC
   set('logLevel', flags.logLevel);
   set('keepAlive', flags.keepAlive);
   set('memoryBudget', flags.memoryBudget);
+  set('pullOnDemand', flags.pullOnDemand);
   if (flags.preload && flags.preload.length > 0) merged['preload'] = flags.preload;
   if (flags.llamaServer) {
     merged['llama'] = { ...(merged['llama'] as object | undefined), serverPath: flags.llamaServer };
   }
 
   if (flags.model !== undefined) {
+    const fromHub = looksLikeHubReference(flags.model);
     const model: Record<string, unknown> = {
-      id: flags.modelId ?? defaultModelId(flags.model),
-      model: flags.model,
+      id: flags.modelId ?? (fromHub ? flags.model : defaultModelId(flags.model)),
+      ...(fromHub ? { hub: flags.model } : { model: flags.model }),
       mmproj: flags.mmproj,
       context: numberFrom(flags.ctxSize, '--ctx-size'),
       slots: numberFrom(flags.slots, '--slots'),
@@ -131,7 +136,7 @@ export function loadConfig(flags: ConfigFlags, rawEnv: NodeJS.ProcessEnv): IrisC
   const config = parsed.data;
   config.models = config.models.map((model) => ({
     ...model,
-    model: resolvePath(baseDir, model.model),
+    ...(model.model === undefined ? {} : { model: resolvePath(baseDir, model.model) }),
     ...(model.mmproj === undefined ? {} : { mmproj: resolvePath(baseDir, model.mmproj) }),
   }));
   const ids = new Set<string>();
@@ -151,6 +156,15 @@ export function loadConfig(flags: ConfigFlags, rawEnv: NodeJS.ProcessEnv): IrisC
 export function defaultCacheDir(env: NodeJS.ProcessEnv): string {
   const base = env['XDG_CACHE_HOME'] || join(env['HOME'] || homedir(), '.cache');
   return join(base, 'iris');
+}
+
+/**
+ * `--model` takes a GGUF path or, as `ollama run` does, a model to pull: `owner/repo[:QUANT]` or a catalog
+ * id. A name that exists on disk or ends in `.gguf` is a path.
+ */
+function looksLikeHubReference(value: string): boolean {
+  if (/\.gguf$/i.test(value) || existsSync(value)) return false;
+  return /^[A-Za-z0-9][\w.-]*\/[\w.-]+(:[\w.-]+)?$/.test(value) || /^[a-z0-9][\w.-]*(:[\w.-]+)?$/i.test(value) && !value.includes('.');
 }
 
 /** The id a model gets from its file name when no --model-id is given: `model.gguf` -> `model`. */

@@ -5,7 +5,7 @@
 import type { EngineContentPart, EngineImage, EngineMessage } from '../engines/engine.js';
 import { invalidRequest } from '../errors.js';
 import type { ImageInput, ImagePipeline } from '../images/image-pipeline.js';
-import type { ModelDefinition } from '../models/model-registry.js';
+import type { ModelLease } from '../models/model-registry.js';
 import type { ChatMessage, ChatRequest } from '../protocol/chat-request.js';
 
 /** Engine messages and what their images cost. */
@@ -16,7 +16,7 @@ export interface ChatInputs {
 }
 
 /** Converts messages to engine messages, preparing every image (concurrently) on the way. */
-export async function toEngineInputs(chat: ChatRequest, model: ModelDefinition, images: ImagePipeline, signal: AbortSignal): Promise<ChatInputs> {
+export async function toEngineInputs(chat: ChatRequest, model: ModelLease, images: ImagePipeline, signal: AbortSignal): Promise<ChatInputs> {
   const inputs: ImageInput[] = [];
   chat.messages.forEach((message, messageIndex) => {
     if (message.role !== 'user' || typeof message.content === 'string') return;
@@ -29,9 +29,9 @@ export async function toEngineInputs(chat: ChatRequest, model: ModelDefinition, 
       });
     });
   });
-  if (inputs.length > 0 && !model.vision) {
+  if (inputs.length > 0 && !model.definition.vision) {
     throw invalidRequest(
-      `The model '${model.id}' does not accept images (it was loaded without a multimodal projector).`,
+      `The model '${model.definition.id}' does not accept images (it was loaded without a multimodal projector).`,
       inputs[0]?.param ?? null,
       'model_not_supported',
     );

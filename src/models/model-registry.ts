@@ -19,7 +19,7 @@ import { ModelScheduler } from '../scheduler/model-scheduler.js';
 export interface ModelDefinition {
   /** The id clients send as `model`. */
   id: string;
-  /** Accepts images (has a multimodal projector). */
+  /** Accepts images (has a multimodal projector). For models not pulled yet, what the catalog expects. */
   vision: boolean;
   /** Context size in tokens. */
   context: number;
@@ -27,8 +27,6 @@ export interface ModelDefinition {
   slots: number;
   /** Idle time before unloading, in ms; -1 = never. */
   keepAliveMs: number;
-  /** How images are sized and counted for this model (derived from its mmproj). */
-  imagePolicy: ImagePolicy;
   /** Unix seconds of registration (the models list's `created`). */
   created: number;
   /** `owned_by` in the models list. */
@@ -53,16 +51,35 @@ export interface ModelLease {
   definition: ModelDefinition;
   engine: Engine;
   scheduler: ModelScheduler;
+  /** How images are sized and counted for this model (derived from its projector). */
+  imagePolicy: ImagePolicy;
   release(): void;
+}
+
+/** A model whose files are at hand (pulled if they had to be), ready to start. */
+export interface PreparedModel {
+  /** Estimated resident memory once loaded, in bytes (0 for a remote engine). */
+  memoryBytes: number;
+  imagePolicy: ImagePolicy;
+  /** Whether it really accepts images (it has a projector). */
+  vision: boolean;
+  /** Creates (but does not start) its engine. */
+  createEngine(): Engine;
 }
 
 /** What the registry is built from. */
 export interface ModelRegistryDeps {
   logger: Logger;
-  /** Creates (but does not start) the engine for a model. */
-  createEngine(definition: ModelDefinition): Engine;
-  /** Estimated resident memory of a model once loaded, in bytes. */
-  estimateMemory(definition: ModelDefinition): Promise<number>;
+  /**
+   * Gets a model's files ready (pulling them from the hub if needed) and says how to start it. Called on the
+   * first load; its result is kept until a load fails.
+   */
+  prepare(definition: ModelDefinition, signal: AbortSignal | undefined): Promise<PreparedModel>;
+  /**
+   * Finds a model that is not registered yet (a catalog id or hub repo to pull on demand); the definition it
+   * returns is registered under its canonical id, with `id` as an alias. Undefined for unknown ids.
+   */
+  discover?(id: string): Promise<ModelDefinition | undefined>;
   /** Memory all loaded models may use together, in bytes. */
   memoryBudgetBytes: number;
   /** Queue limits of every model's scheduler. */
@@ -76,7 +93,7 @@ interface Entry {
   engine: Engine | undefined;
   loading: Promise<Engine> | undefined;
   unloading: Promise<void> | undefined;
-  estimate: Promise<number> | undefined;
+  prepared: Promise<PreparedModel> | undefined;
   memoryBytes: number | undefined;
   /** Memory counted against the budget: while loading or loaded. */
   reservedBytes: number;
@@ -88,6 +105,8 @@ interface Entry {
 /** All served models and their engines. */
 export class ModelRegistry {
   #entries = new Map<string, Entry>();
+  #aliases = new Map<string, string>();
+  #discovering = new Map<string, Promise<ModelDefinition>>();
   #deps: ModelRegistryDeps;
   #disposed = false;
 
@@ -106,7 +125,7 @@ export class ModelRegistry {
       engine: undefined,
       loading: undefined,
       unloading: undefined,
-      estimate: undefined,
+      prepared: undefined,
       memoryBytes: undefined,
       reservedBytes: 0,
       active: 0,
@@ -115,9 +134,33 @@ export class ModelRegistry {
     });
   }
 
-  /** The definition of a model; throws a 404 `model_not_found` for an unknown id. */
+  /** The definition of a registered model; throws a 404 `model_not_found` for an unknown id. */
   definition(id: string): ModelDefinition {
     return this.#entry(id).definition;
+  }
+
+  /**
+   * The definition of a model, discovering (registering) it first when it is not registered but can be
+   * pulled on demand. Concurrent lookups of the same new id share one discovery. Throws 404 for ids nobody
+   * serves, and whatever discovery throws (e.g. 400 for a model the embedded engine cannot run).
+   */
+  async find(id: string): Promise<ModelDefinition> {
+    const known = this.#entries.get(this.#aliases.get(id) ?? id);
+    if (known) return known.definition;
+    const discover = this.#deps.discover;
+    if (!discover || this.#disposed) throw modelNotFound(id);
+    let pending = this.#discovering.get(id);
+    if (!pending) {
+      pending = (async () => {
+        const definition = await discover(id);
+        if (!definition) throw modelNotFound(id);
+        if (!this.#entries.has(definition.id)) this.add(definition);
+        if (definition.id !== id) this.#aliases.set(id, definition.id);
+        return this.#entry(definition.id).definition;
+      })().finally(() => this.#discovering.delete(id));
+      this.#discovering.set(id, pending);
+    }
+    return pending;
   }
 
   /** Every model with its state, in registration order. */
@@ -147,7 +190,7 @@ export class ModelRegistry {
     this.#clearIdleTimer(entry);
     let engine: Engine;
     try {
-      engine = await this.#ensureLoaded(entry);
+      engine = await this.#ensureLoaded(entry, signal);
       signal?.throwIfAborted();
     } catch (error) {
       entry.active -= 1;
@@ -156,10 +199,12 @@ export class ModelRegistry {
     }
     entry.lastUsed = Date.now();
     let released = false;
+    const prepared = await entry.prepared;
     return {
       definition: entry.definition,
       engine,
       scheduler: entry.scheduler,
+      imagePolicy: prepared!.imagePolicy,
       release: () => {
         if (released) return;
         released = true;
@@ -205,12 +250,12 @@ export class ModelRegistry {
   }
 
   #entry(id: string): Entry {
-    const entry = this.#entries.get(id);
+    const entry = this.#entries.get(this.#aliases.get(id) ?? id);
     if (!entry) throw modelNotFound(id);
     return entry;
   }
 
-  async #ensureLoaded(entry: Entry): Promise<Engine> {
+  async #ensureLoaded(entry: Entry, signal: AbortSignal | undefined): Promise<Engine> {
     for (;;) {
       if (entry.state === 'loaded' && entry.engine) return entry.engine;
       if (entry.loading) return entry.loading;
@@ -221,23 +266,28 @@ export class ModelRegistry {
       break;
     }
     entry.state = 'loading';
-    entry.loading = this.#load(entry).finally(() => {
+    entry.loading = this.#load(entry, signal).finally(() => {
       entry.loading = undefined;
     });
     return entry.loading;
   }
 
-  async #load(entry: Entry): Promise<Engine> {
+  async #load(entry: Entry, signal: AbortSignal | undefined): Promise<Engine> {
     const { logger } = this.#deps;
     const id = entry.definition.id;
     let victims: Entry[];
+    let prepared: PreparedModel;
     try {
-      entry.estimate ??= this.#deps.estimateMemory(entry.definition);
-      entry.memoryBytes = await entry.estimate;
+      // The first caller's signal only stops its own wait for a pull; the pull itself goes on for the cache.
+      entry.prepared ??= this.#deps.prepare(entry.definition, signal);
+      prepared = await entry.prepared;
+      entry.memoryBytes = prepared.memoryBytes;
+      entry.definition = { ...entry.definition, vision: prepared.vision };
       // Synchronous from here to the reservation, so two loads cannot both take the same free memory.
       victims = this.#makeRoom(entry, entry.memoryBytes);
     } catch (error) {
-      entry.estimate = error instanceof IrisError && error.code === 'model_unavailable' ? entry.estimate : undefined;
+      // A model too large for the budget stays too large; anything else (a failed pull) is tried afresh.
+      if (!(error instanceof IrisError && error.code === 'model_unavailable' && entry.memoryBytes !== undefined)) entry.prepared = undefined;
       entry.state = 'unloaded';
       throw error;
     }
@@ -247,7 +297,7 @@ export class ModelRegistry {
 
     const started = Date.now();
     logger.info({ model: id, memoryBytes: entry.memoryBytes }, 'loading model');
-    const engine = this.#deps.createEngine(entry.definition);
+    const engine = prepared.createEngine();
     try {
       await engine.ready();
     } catch (error) {

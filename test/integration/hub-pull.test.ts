@@ -432,3 +432,64 @@ describe('iris serve without --model', { timeout: 180_000 }, () => {
     );
   });
 });
+
+describe('iris serve pulls on demand', { timeout: 240_000 }, () => {
+  const chat = (baseUrl: string, model: string) =>
+    fetch(`${baseUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }),
+    });
+
+  test('a catalog id a request names is pulled once, registered under its catalog id and served', async () => {
+    const local = await syntheticModel('tiny');
+    const iris = await startIris({ args: ['--model', local.modelPath, '--mmproj', local.mmprojPath, '--model-id', 'local'], env: { HF_ENDPOINT: hub.endpoint } });
+    try {
+      // Two concurrent first requests under two names of the same model: one pull, one load.
+      const [first, second] = await Promise.all([chat(iris.baseUrl, 'smolvlm-256m'), chat(iris.baseUrl, 'HuggingFaceTB/SmolVLM-256M-Instruct')]);
+      assert.equal(first.status, 200, await first.clone().text());
+      assert.equal(second.status, 200);
+      assert.equal(((await first.json()) as { model: string }).model, 'smolvlm-256m', 'the response names the model as asked');
+      assert.equal(hub.downloadsOf('ggml-org/SmolVLM-256M-Instruct-GGUF/SmolVLM-256M-Instruct-Q8_0.gguf').length, 1);
+      const models = (await fetch(`${iris.baseUrl}/v1/models`).then((response) => response.json())) as { data: { id: string; loaded: boolean }[] };
+      assert.deepEqual(models.data.map((model) => model.id), ['local', 'HuggingFaceTB/SmolVLM-256M-Instruct']);
+      assert.equal(iris.logRecords('starting llama-server').filter((record) => record['model'] === 'HuggingFaceTB/SmolVLM-256M-Instruct').length, 1);
+
+      // A plain hub repo is not pulled on demand unless --pull-on-demand any.
+      const repo = await chat(iris.baseUrl, REPO);
+      assert.equal(repo.status, 404);
+      assert.equal(((await repo.json()) as { error: { code: string } }).error.code, 'model_not_found');
+      // A model the embedded engine cannot run says where to go instead.
+      const unsupported = await chat(iris.baseUrl, 'meta-llama/Llama-3.2-90B-Vision-Instruct');
+      assert.equal(unsupported.status, 400);
+      const body = (await unsupported.json()) as { error: { code: string; message: string; param: string } };
+      assert.equal(body.error.code, 'model_not_supported');
+      assert.equal(body.error.param, 'model');
+      assert.match(body.error.message, /remote engine/);
+    } finally {
+      await iris.stop();
+    }
+  });
+
+  test('--pull-on-demand any pulls plain repos, never pulls nothing; --model takes a repo too', async () => {
+    const any = await startIris({ args: ['--model', `${REPO}:Q8_0`, '--pull-on-demand', 'any'], env: { HF_ENDPOINT: hub.endpoint } });
+    try {
+      // --model REPO:QUANT was pulled and preloaded before /ready.
+      const models = (await fetch(`${any.baseUrl}/v1/models`).then((response) => response.json())) as { data: { id: string; loaded: boolean }[] };
+      assert.deepEqual(models.data.map((model) => [model.id, model.loaded]), [[`${REPO}:Q8_0`, true]]);
+      const plain = await chat(any.baseUrl, 'ggml-org/SmolVLM-256M-Instruct-GGUF');
+      assert.equal(plain.status, 200);
+    } finally {
+      await any.stop();
+    }
+    const local = await syntheticModel('tiny');
+    const never = await startIris({ args: ['--model', local.modelPath, '--pull-on-demand', 'never'], env: { HF_ENDPOINT: hub.endpoint } });
+    try {
+      hub.reset();
+      assert.equal((await chat(never.baseUrl, 'smolvlm-256m')).status, 404);
+      assert.equal(hub.requests.length, 0, 'nothing was asked of the hub');
+    } finally {
+      await never.stop();
+    }
+  });
+});

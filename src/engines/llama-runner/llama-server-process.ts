@@ -25,6 +25,8 @@ export interface LlamaServerSettings {
   model: string;
   /** Multimodal projector GGUF, if any. */
   mmproj?: string | undefined;
+  /** llama-server's --chat-template, when the GGUF's own template is missing or wrong. */
+  chatTemplate?: string | undefined;
   /** Context size (all slots together). */
   context: number;
   /** Parallel slots. */
@@ -138,6 +140,7 @@ export class LlamaServerProcess {
     const args = [
       '--model', settings.model,
       ...(settings.mmproj ? ['--mmproj', settings.mmproj] : []),
+      ...(settings.chatTemplate ? ['--chat-template', settings.chatTemplate] : []),
       '--host', '127.0.0.1',
       '--port', String(port),
       '--ctx-size', String(settings.context),

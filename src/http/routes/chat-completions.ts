@@ -36,15 +36,16 @@ export function registerChatCompletions(app: FastifyInstance, deps: ChatCompleti
 
 async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: ChatCompletionsDeps): Promise<unknown> {
   const chat = parseChatRequest(request.body);
-  const definition = deps.registry.definition(chat.model);
+  const definition = await deps.registry.find(chat.model);
   const abort = abortOnDisconnect(request, reply);
   let lease: ModelLease | undefined;
   let releaseSlot: (() => void) | undefined;
   try {
-    const { messages, imageTokens } = await toEngineInputs(chat, definition, deps.images, abort.signal);
+    // Loading first: how images are sized depends on the model's projector, known once its files are here.
+    lease = await deps.registry.acquire(definition.id, abort.signal);
+    const { messages, imageTokens } = await toEngineInputs(chat, lease, deps.images, abort.signal);
     const images = totalImageTokens(imageTokens);
     const engineRequest = { messages, params: toGenerationParams(chat), signal: abort.signal };
-    lease = await deps.registry.acquire(definition.id, abort.signal);
     releaseSlot = await lease.scheduler.acquire(abort.signal);
     const identity = newCompletionIdentity(chat.model, deps.fingerprint);
     if (chat.stream) return await streamCompletion(reply, chat, lease.engine, engineRequest, identity, images);

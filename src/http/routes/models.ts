@@ -4,6 +4,7 @@
  * context size and estimated memory.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { modelNotFound } from '../../errors.js';
 import type { ModelRegistry, ModelState, ModelStatus } from '../../models/model-registry.js';
 
 /** A model as the models endpoints show it. */
@@ -43,9 +44,10 @@ function toModelObject(status: ModelStatus): ModelObject {
 export function registerModels(app: FastifyInstance, deps: { registry: ModelRegistry }): void {
   const list = async () => ({ object: 'list' as const, data: deps.registry.list().map(toModelObject) });
   const one = async (request: FastifyRequest<{ Params: { '*': string } }>) => {
-    const id = request.params['*'];
-    deps.registry.definition(id); // 404 model_not_found for unknown ids
-    return toModelObject(deps.registry.list().find((status) => status.definition.id === id)!);
+    const { id } = deps.registry.definition(request.params['*']); // 404 model_not_found for unknown ids
+    const status = deps.registry.list().find((candidate) => candidate.definition.id === id);
+    if (!status) throw modelNotFound(id);
+    return toModelObject(status);
   };
   app.get('/v1/openai/models', list);
   app.get('/v1/models', list);

@@ -36,12 +36,12 @@ export function registerTokenize(app: FastifyInstance, deps: TokenizeDeps): void
 
 async function handleTokenize(request: FastifyRequest, reply: FastifyReply, deps: TokenizeDeps): Promise<TokenizeResponse> {
   const chat = parseChatRequest(request.body);
-  const model = deps.registry.definition(chat.model);
+  const model = await deps.registry.find(chat.model);
   const abort = abortOnDisconnect(request, reply);
   let lease: ModelLease | undefined;
   try {
-    const { messages, imageTokens } = await toEngineInputs(chat, model, deps.images, abort.signal);
     lease = await deps.registry.acquire(model.id, abort.signal);
+    const { messages, imageTokens } = await toEngineInputs(chat, lease, deps.images, abort.signal);
     const engine = lease.engine;
     if (engine.countPromptTokens === undefined) {
       throw invalidRequest(`The model '${model.id}' cannot count tokens without generating.`, 'model', 'model_not_supported');

@@ -1,0 +1,154 @@
+/**
+ * Where each model comes from, and how it is made ready: a local GGUF (`model:`), a catalog id or hub repo
+ * pulled into the cache on first load (`hub:`, also what on-demand pulls register), or remote servers
+ * (`upstream:`). Turns configured models into registry definitions, implements the registry's `prepare`
+ * (pull if needed, estimate memory, derive the image policy, build the engine) and `discover` (register a
+ * catalog id or hub repo a request names, as far as `pull_on_demand` allows).
+ */
+import type { IrisConfig, ModelConfig } from '../config/config.js';
+import type { Engine } from '../engines/engine.js';
+import { LlamaServerEngine } from '../engines/llama-runner/llama-server-engine.js';
+import { engineUnavailable } from '../errors.js';
+import { GENERIC_IMAGE_POLICY, describeImagePolicy, imagePolicyFromMmproj, type ImagePolicy } from '../images/image-policy.js';
+import type { Logger } from '../logger.js';
+import { resolveCatalogId } from './catalog.js';
+import { logProgress, pullModel } from './hub/index.js';
+import { estimateModelMemory } from './memory-estimate.js';
+import type { ModelDefinition, PreparedModel } from './model-registry.js';
+
+/** Context for models that say nothing about it. */
+const DEFAULT_CONTEXT = 4096;
+
+/** What the sources need. */
+export interface ModelSourcesDeps {
+  config: IrisConfig;
+  logger: Logger;
+  env: NodeJS.ProcessEnv;
+  /** The llama-server binary (built on first use). */
+  llamaServer(): Promise<string>;
+}
+
+/** Configured and discovered models, and how to get each ready. */
+export class ModelSources {
+  #deps: ModelSourcesDeps;
+  #configs = new Map<string, ModelConfig>();
+  #created = Math.floor(Date.now() / 1000);
+
+  constructor(models: readonly ModelConfig[], deps: ModelSourcesDeps) {
+    this.#deps = deps;
+    for (const model of models) this.#configs.set(model.id, model);
+  }
+
+  /** Whether any model runs in the embedded engine (and so needs a llama-server binary). */
+  needsLlamaServer(): boolean {
+    return [...this.#configs.values()].some((model) => model.upstream === undefined);
+  }
+
+  /** Registry definitions of the configured models. */
+  definitions(): ModelDefinition[] {
+    return [...this.#configs.values()].map((model) => this.#definition(model));
+  }
+
+  /** The registry's `prepare`: files at hand (pulled if needed), memory, image policy, engine factory. */
+  prepare = async (definition: ModelDefinition, signal: AbortSignal | undefined): Promise<PreparedModel> => {
+    const model = this.#configs.get(definition.id);
+    if (!model) throw engineUnavailable(`Model '${definition.id}' has no configuration.`);
+    if (model.upstream !== undefined) {
+      throw engineUnavailable(`Model '${model.id}' is configured with remote servers, which this build cannot serve yet.`);
+    }
+    const { config, logger } = this.#deps;
+    let files = { model: model.model ?? '', mmproj: model.mmproj, chatTemplate: model.chatTemplate, context: model.context ?? DEFAULT_CONTEXT };
+    if (model.hub !== undefined) {
+      const pulled = await pullModel({ id: model.hub, config, logger, progress: logProgress(logger), signal });
+      files = {
+        model: pulled.modelPath,
+        mmproj: pulled.mmprojPath,
+        chatTemplate: model.chatTemplate ?? pulled.chatTemplate,
+        context: model.context ?? pulled.context,
+      };
+    }
+    const [estimate, imagePolicy, binary] = await Promise.all([
+      estimateModelMemory(files),
+      this.#imagePolicy(model.id, files.mmproj),
+      this.#deps.llamaServer(),
+    ]);
+    return {
+      memoryBytes: estimate.totalBytes,
+      imagePolicy,
+      vision: files.mmproj !== undefined,
+      createEngine: (): Engine =>
+        new LlamaServerEngine(
+          {
+            id: model.id,
+            binary,
+            model: files.model,
+            mmproj: files.mmproj,
+            chatTemplate: files.chatTemplate,
+            context: files.context,
+            slots: model.slots,
+            threads: model.threads,
+            startTimeoutMs: config.llama.startTimeoutMs,
+            maxImagesPerRequest: config.limits.maxImagesPerRequest,
+          },
+          { logger, env: this.#deps.env },
+        ),
+    };
+  };
+
+  /** The registry's `discover`: a catalog id or hub repo a request names, when pull_on_demand allows it. */
+  discover = async (id: string): Promise<ModelDefinition | undefined> => {
+    const mode = this.#deps.config.pullOnDemand;
+    if (mode === 'never') return undefined;
+    // Throws 400 for models the embedded engine cannot run (pointing to remote engines), 404 for non-names.
+    const reference = resolveCatalogId(id);
+    if (reference.kind === 'repo' && mode !== 'any') return undefined;
+    const canonical =
+      reference.kind === 'catalog' ? `${reference.entry.id}${reference.quant ? `:${reference.quant}` : ''}` : id;
+    const existing = this.#configs.get(canonical);
+    if (existing) return this.#definition(existing);
+    const model: ModelConfig = {
+      id: canonical,
+      hub: id,
+      slots: 2,
+      threads: 0,
+      ...(reference.kind === 'catalog' ? { context: reference.entry.context } : {}),
+    };
+    this.#configs.set(canonical, model);
+    this.#deps.logger.info({ model: canonical, requested: id }, 'registering a model to pull on demand');
+    return this.#definition(model);
+  };
+
+  #definition(model: ModelConfig): ModelDefinition {
+    return {
+      id: model.id,
+      // Before a hub model is pulled we cannot know; catalog models and most GGUF repos here are VLMs.
+      vision: model.upstream !== undefined ? model.upstream.vision : model.hub !== undefined || model.mmproj !== undefined,
+      context: model.context ?? (model.hub !== undefined ? catalogContext(model.hub) : undefined) ?? DEFAULT_CONTEXT,
+      slots: model.slots,
+      keepAliveMs: model.keepAlive ?? this.#deps.config.keepAlive,
+      created: this.#created,
+      ownedBy: model.upstream !== undefined ? 'remote' : 'iris',
+    };
+  }
+
+  async #imagePolicy(id: string, mmproj: string | undefined): Promise<ImagePolicy> {
+    if (mmproj === undefined) return GENERIC_IMAGE_POLICY;
+    try {
+      const policy = await imagePolicyFromMmproj(mmproj);
+      this.#deps.logger.info({ model: id, imagePolicy: policy }, `image policy: ${describeImagePolicy(policy)}`);
+      return policy;
+    } catch (error) {
+      this.#deps.logger.warn({ model: id, err: error }, 'could not read the projector metadata; using the generic image policy');
+      return GENERIC_IMAGE_POLICY;
+    }
+  }
+}
+
+function catalogContext(hub: string): number | undefined {
+  try {
+    const reference = resolveCatalogId(hub);
+    return reference.kind === 'catalog' ? reference.entry.context : undefined;
+  } catch {
+    return undefined;
+  }
+}
