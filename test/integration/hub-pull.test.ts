@@ -339,9 +339,13 @@ describe('iris pull / models / rm', { timeout: 120_000 }, () => {
     assert.ok(!pulled.stderr.includes('\r') && !pulled.stderr.includes('\u001b['), 'no bar redrawing');
     assert.equal(sha256(await readFile(modelPath)), sha256(modelBytes));
 
-    const listed = await iris(['models', '--json']);
+    // --server at a port nobody listens on: only the cache is listed, whatever runs on this machine.
+    const noServer = ['--server', 'http://127.0.0.1:1'];
+    const listed = await iris(['models', '--json', ...noServer]);
     assert.equal(listed.code, 0, listed.stderr);
-    const models = JSON.parse(listed.stdout) as Record<string, unknown>[];
+    const output = JSON.parse(listed.stdout) as { cached: Record<string, unknown>[]; server: unknown };
+    assert.equal(output.server, null);
+    const models = output.cached;
     assert.equal(models.length, 1);
     assert.deepEqual(
       { ...models[0], modelFiles: undefined },
@@ -360,7 +364,7 @@ describe('iris pull / models / rm', { timeout: 120_000 }, () => {
         problem: null,
       },
     );
-    const table = await iris(['models']);
+    const table = await iris(['models', ...noServer]);
     assert.equal(table.code, 0, table.stderr);
     assert.match(table.stdout, /^MODEL\s+QUANT\s+SIZE\s+CONTEXT\s+INPUT\s+PATH$/m);
     assert.match(table.stdout, new RegExp(`^${REPO}\\s+Q8_0\\s+\\d+(\\.\\d)? kB\\s+4096\\s+text\\+image\\s+${modelPath}$`, 'm'));
@@ -369,7 +373,7 @@ describe('iris pull / models / rm', { timeout: 120_000 }, () => {
     assert.equal(removed.code, 0, removed.stderr);
     assert.match(removed.stdout, new RegExp(`removed ${REPO} \\(2 files`));
     assert.deepEqual(await tree(join(cacheDir, 'models')), []);
-    const empty = await iris(['models']);
+    const empty = await iris(['models', ...noServer]);
     assert.match(empty.stdout, /No models in the cache/);
     const again = await iris(['rm', REPO]);
     assert.equal(again.code, 1);
@@ -454,6 +458,13 @@ describe('iris serve pulls on demand', { timeout: 240_000 }, () => {
       const models = (await fetch(`${iris.baseUrl}/v1/models`).then((response) => response.json())) as { data: { id: string; loaded: boolean }[] };
       assert.deepEqual(models.data.map((model) => model.id), ['local', 'HuggingFaceTB/SmolVLM-256M-Instruct']);
       assert.equal(iris.logRecords('starting llama-server').filter((record) => record['model'] === 'HuggingFaceTB/SmolVLM-256M-Instruct').length, 1);
+
+      // iris models asks the running server what it serves and what is loaded.
+      const listing = await startCli(['models', '--server', iris.baseUrl, '--cache-dir', cacheDir], {}).done;
+      assert.equal(listing.code, 0, listing.stderr);
+      assert.match(listing.stdout, new RegExp(`^Served by ${iris.baseUrl}:$`, 'm'));
+      assert.match(listing.stdout, /^HuggingFaceTB\/SmolVLM-256M-Instruct\s+loaded\s+8192\s+\S+ \S+\s+text\+image$/m);
+      assert.match(listing.stdout, /^local\s+loaded\s+/m);
 
       // A plain hub repo is not pulled on demand unless --pull-on-demand any.
       const repo = await chat(iris.baseUrl, REPO);
