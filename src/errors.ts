@@ -118,6 +118,16 @@ export function invalidApiKey(message = 'Incorrect or missing API key. Send it a
   return new IrisError(message, { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' });
 }
 
+/** A 499: the client went away (or cancelled) before the answer was ready. Nobody reads it; logs do. */
+export function requestCancelled(cause?: unknown, message = 'The request was cancelled by the client.'): IrisError {
+  return new IrisError(message, {
+    status: 499,
+    type: 'invalid_request_error',
+    code: 'request_cancelled',
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
 /** A 413 for a body or image over a configured limit. */
 export function payloadTooLarge(message: string, param: string | null = null, code: IrisErrorCode = 'payload_too_large'): IrisError {
   return new IrisError(message, { status: 413, type: 'invalid_request_error', code, param });

@@ -15,7 +15,7 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { Agent, buildConnector, request, type Dispatcher } from 'undici';
-import { IrisError, invalidRequest, payloadTooLarge } from '../errors.js';
+import { IrisError, invalidRequest, payloadTooLarge, requestCancelled } from '../errors.js';
 import type { MediaHostRules } from './media-host-rules.js';
 
 /** Resolves a host name to its addresses (the `dns.lookup` of the OS by default; tests pass a fake DNS). */
@@ -208,12 +208,7 @@ export class RemoteImageFetcher {
   #fetchError(error: unknown, url: URL, param: string, deadline: AbortSignal, clientSignal: AbortSignal | undefined): IrisError {
     if (error instanceof IrisError) return error;
     if (clientSignal?.aborted) {
-      return new IrisError('The request was cancelled by the client.', {
-        status: 499,
-        type: 'invalid_request_error',
-        code: 'request_cancelled',
-        cause: error,
-      });
+      return requestCancelled(error);
     }
     if (deadline.aborted) {
       return fetchFailed(`fetching it took longer than ${this.#timeoutMs / 1000} s`, param, error);

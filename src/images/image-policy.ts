@@ -209,7 +209,7 @@ export function imageTokenCount(policy: ImagePolicy, width: number, height: numb
     case 'fixed':
       return policy.tokensPerImage;
     case 'idefics3': {
-      const [columns, rows] = idefics3Grid(policy, width, height);
+      const [columns, rows] = idefics3TileGrid(policy.baseSize, policy.longestEdge, width, height);
       // overview: "\n\n" <fake_token_around_image> <global-img> [embeddings] <fake_token_around_image>
       // each tile: <fake_token_around_image> <row_r_col_c> [embeddings]; rows separated by "\n"
       return 3 + policy.tileTokens + 1 + columns * rows * (2 + policy.tileTokens) + (rows - 1);
@@ -230,10 +230,11 @@ export function imageTokenCount(policy: ImagePolicy, width: number, height: numb
   }
 }
 
-/** The tile grid (columns, rows) libmtmd's idefics3 preprocessor cuts an image into. */
-function idefics3Grid(policy: Idefics3ImagePolicy, width: number, height: number): [number, number] {
-  const tile = policy.baseSize;
-  const longest = policy.longestEdge;
+/**
+ * The tile grid (columns, rows) libmtmd's idefics3 preprocessor cuts a `width`x`height` image into, for
+ * `tile`-pixel tiles and, when the projector sets one, the longest edge it first resizes to.
+ */
+export function idefics3TileGrid(tile: number, longest: number | null, width: number, height: number): [number, number] {
   if (longest !== null) {
     const aspect = width / height;
     let resizedWidth: number;

@@ -5,7 +5,7 @@
  * disconnects leaves the queue at once.
  */
 import PQueue from 'p-queue';
-import { IrisError } from '../errors.js';
+import { IrisError, requestCancelled } from '../errors.js';
 
 /** Limits of one model's queue. */
 export interface ModelSchedulerOptions {
@@ -68,12 +68,7 @@ export class ModelScheduler {
       await Promise.race([running, task]);
     } catch (error) {
       if (signal.aborted) {
-        throw new IrisError('The request was cancelled by the client.', {
-          status: 499,
-          type: 'invalid_request_error',
-          code: 'request_cancelled',
-          cause: error,
-        });
+        throw requestCancelled(error);
       }
       if (this.#shutdown.signal.aborted) throw overloaded('The server is shutting down.', 503, 'shutting_down');
       throw overloaded(`No slot of this model became free within ${this.#options.queueTimeoutMs} ms; retry later.`, 503, 'server_overloaded');

@@ -22,6 +22,7 @@ import {
   type GgufTensorSource,
   type GgufTensorType,
 } from './gguf-writer.js';
+import { idefics3TileGrid } from '../images/image-policy.js';
 import type { GgufValue } from '../models/gguf-reader.js';
 
 /**
@@ -233,7 +234,7 @@ export function expectedImageTokens(size: SynthSize, width: number, height: numb
   if (vision.projector === 'mlp') return (vision.imageSize / vision.patchSize) ** 2;
 
   const tileTokens = (vision.imageSize / vision.patchSize / vision.scaleFactor) ** 2;
-  const [columns, rows] = idefics3Grid(vision, width, height);
+  const [columns, rows] = idefics3TileGrid(vision.imageSize, vision.preprocessLongestEdge, width, height);
   if (columns > text.maxGridSide || rows > text.maxGridSide) {
     throw new RangeError(`a ${width}x${height} image makes a ${columns}x${rows} tile grid; only up to ${text.maxGridSide} per side is predictable`);
   }
@@ -243,29 +244,6 @@ export function expectedImageTokens(size: SynthSize, width: number, height: numb
   return overview + columns * rows * (2 + tileTokens) + (rows - 1);
 }
 
-/** Tile grid libmtmd's idefics3 preprocessor cuts an image into (columns, rows). */
-function idefics3Grid(vision: VisionSpec, width: number, height: number): [number, number] {
-  const tile = vision.imageSize;
-  const longest = vision.preprocessLongestEdge;
-  if (longest !== null) {
-    const aspect = width / height;
-    let resizedWidth: number;
-    let resizedHeight: number;
-    if (width >= height) {
-      resizedWidth = longest;
-      resizedHeight = Math.trunc(longest / aspect);
-      resizedHeight += resizedHeight % 2;
-    } else {
-      resizedHeight = longest;
-      resizedWidth = Math.trunc(longest * aspect);
-      resizedWidth += resizedWidth % 2;
-    }
-    return [Math.ceil(resizedWidth / tile), Math.ceil(resizedHeight / tile)];
-  }
-  // no resize: each side is rounded to the nearest multiple of a tile, at least one tile
-  const side = (pixels: number): number => Math.max(1, Math.round(pixels / tile));
-  return [side(width), side(height)];
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Vocabulary

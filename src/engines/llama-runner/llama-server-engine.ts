@@ -16,7 +16,7 @@ import type {
   FinishReason,
   StreamPart,
 } from '../engine.js';
-import { IrisError, engineFailed, engineUnavailable, invalidRequest } from '../../errors.js';
+import { IrisError, engineFailed, engineUnavailable, invalidRequest, requestCancelled } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { LlamaServerProcess, type LlamaServerSettings } from './llama-server-process.js';
 import { parseSseData } from './sse-lines.js';
@@ -200,12 +200,7 @@ export class LlamaServerEngine implements Engine {
   /** A socket error while talking to the child: the client went away, or the child died. */
   #connectionError(error: unknown, signal: AbortSignal): IrisError {
     if (signal.aborted) {
-      return new IrisError('The request was cancelled by the client.', {
-        status: 499,
-        type: 'invalid_request_error',
-        code: 'request_cancelled',
-        cause: error,
-      });
+      return requestCancelled(error);
     }
     this.#logger.warn({ err: error }, 'lost the connection to llama-server');
     if (this.process.state === 'disposed') return engineUnavailable('The model is shutting down.', 'shutting_down', error);

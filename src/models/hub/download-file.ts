@@ -24,7 +24,7 @@ import { mkdir, open, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { lock } from 'proper-lockfile';
-import { IrisError } from '../../errors.js';
+import { IrisError, requestCancelled } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { HubClient, HubFile } from './hub-client.js';
 import type { ProgressListener, PullProgressEvent } from './progress.js';
@@ -301,12 +301,7 @@ async function sizeOf(path: string): Promise<number> {
 async function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (signal === undefined) return promise;
   const cancelled = (): IrisError =>
-    new IrisError('The request was cancelled while its model was downloading; the download goes on.', {
-      status: 499,
-      type: 'invalid_request_error',
-      code: 'request_cancelled',
-      cause: signal.reason,
-    });
+    requestCancelled(signal.reason, 'The request was cancelled while its model was downloading; the download goes on.');
   if (signal.aborted) throw cancelled();
   let onAbort: (() => void) | undefined;
   const aborted = new Promise<never>((_, reject) => {
