@@ -142,7 +142,8 @@ class AttemptAbort {
 /** An engine backed by remote OpenAI-compatible chat-completions endpoints. */
 export class OpenAIUpstreamEngine implements Engine {
   readonly capabilities: EngineCapabilities;
-  readonly settings: OpenAIUpstreamSettings;
+  // Private: it holds the endpoints' keys.
+  #settings: OpenAIUpstreamSettings;
   #pool: EndpointPool<UpstreamEndpoint>;
   #agent: Agent;
   #logger: Logger;
@@ -152,7 +153,7 @@ export class OpenAIUpstreamEngine implements Engine {
 
   constructor(settings: OpenAIUpstreamSettings, deps: OpenAIUpstreamDeps) {
     if (settings.endpoints.length === 0) throw new Error(`model '${settings.id}': an upstream model needs at least one endpoint`);
-    this.settings = settings;
+    this.#settings = settings;
     this.#logger = deps.logger.child({ model: settings.id, engine: 'openai-upstream' });
     this.#userAgent = deps.userAgent ?? 'iris';
     this.#now = deps.now ?? Date.now;
@@ -187,7 +188,7 @@ export class OpenAIUpstreamEngine implements Engine {
     const results = await this.#pool.probeAll();
     if (results.some(({ result }) => result.ok)) return;
     const reasons = results.map(({ endpoint, result }) => `endpoint ${endpoint.number}: ${result.ok ? 'ok' : result.reason}`);
-    throw engineUnavailable(`Model '${this.settings.id}' is not available from any upstream endpoint (${reasons.join('; ')}).`);
+    throw engineUnavailable(`Model '${this.#settings.id}' is not available from any upstream endpoint (${reasons.join('; ')}).`);
   }
 
   /** Health, failures and request counts of each endpoint (no keys). */
@@ -213,14 +214,14 @@ export class OpenAIUpstreamEngine implements Engine {
     this.#assertOpen();
     this.#checkImages(request);
     if (request.signal.aborted) throw requestCancelled(request.signal.reason);
-    const body = JSON.stringify(toUpstreamBody(request, this.settings.model));
+    const body = JSON.stringify(toUpstreamBody(request, this.#settings.model));
     const plan = this.#pool.plan();
     if (plan.length === 0) throw this.#allCoolingDown();
     let lastFailure: { number: number; reason: string } | undefined;
     let busy: string | undefined;
 
     for (const endpoint of plan) {
-      const attempt = new AttemptAbort([request.signal, this.#disposed.signal], this.settings.timeoutMs);
+      const attempt = new AttemptAbort([request.signal, this.#disposed.signal], this.#settings.timeoutMs);
       let response: Dispatcher.ResponseData | undefined;
       // Whether anything reached our caller: until then a failure may still move on to the next endpoint.
       let produced = false;
@@ -234,7 +235,7 @@ export class OpenAIUpstreamEngine implements Engine {
         }
         if (response.statusCode >= 400) {
           const text = await response.body.text().catch(() => '');
-          throw new AttemptFailedError(classifyUpstreamAnswer(response.statusCode, parseUpstreamError(text), this.settings.id));
+          throw new AttemptFailedError(classifyUpstreamAnswer(response.statusCode, parseUpstreamError(text), this.#settings.id));
         }
         attempt.stopTimer();
 
@@ -249,11 +250,11 @@ export class OpenAIUpstreamEngine implements Engine {
             try {
               chunk = JSON.parse(data) as UpstreamChunk;
             } catch (error) {
-              throw engineFailed(`The upstream server of model '${this.settings.id}' sent a stream chunk that is not JSON.`, 'engine_error', error);
+              throw engineFailed(`The upstream server of model '${this.#settings.id}' sent a stream chunk that is not JSON.`, 'engine_error', error);
             }
             if (chunk.error !== undefined) {
               const upstream = typeof chunk.error === 'string' ? { message: chunk.error } : chunk.error;
-              throw streamErrorToIrisError(upstream, this.settings.id);
+              throw streamErrorToIrisError(upstream, this.#settings.id);
             }
             const choice = chunk.choices?.[0];
             const delta = choice?.delta?.content;
@@ -302,7 +303,7 @@ export class OpenAIUpstreamEngine implements Engine {
           yield {
             type: 'error',
             error: engineFailed(
-              `The upstream server of model '${this.settings.id}' failed in the middle of the answer (${failure.reason}). Retry the request.`,
+              `The upstream server of model '${this.#settings.id}' failed in the middle of the answer (${failure.reason}). Retry the request.`,
               'engine_error',
               'cause' in failure ? failure.cause : undefined,
             ),
@@ -318,10 +319,10 @@ export class OpenAIUpstreamEngine implements Engine {
         }
       }
     }
-    if (busy !== undefined) throw upstreamBusy(this.settings.id, busy);
+    if (busy !== undefined) throw upstreamBusy(this.#settings.id, busy);
     const last = lastFailure ?? { number: 0, reason: 'no endpoint could be tried' };
     throw engineUnavailable(
-      `Model '${this.settings.id}' is unavailable: every upstream endpoint failed (last: endpoint ${last.number}: ${last.reason}). Retry later.`,
+      `Model '${this.#settings.id}' is unavailable: every upstream endpoint failed (last: endpoint ${last.number}: ${last.reason}). Retry later.`,
     );
   }
 
@@ -348,7 +349,7 @@ export class OpenAIUpstreamEngine implements Engine {
 
   /** `GET {url}/models`: the endpoint answers, and lists our model (or lists nothing). */
   async #probe(endpoint: UpstreamEndpoint, number: number): Promise<ProbeResult> {
-    const attempt = new AttemptAbort([this.#disposed.signal], this.settings.timeoutMs);
+    const attempt = new AttemptAbort([this.#disposed.signal], this.#settings.timeoutMs);
     let response: Dispatcher.ResponseData;
     let text: string;
     try {
@@ -360,7 +361,7 @@ export class OpenAIUpstreamEngine implements Engine {
       });
       text = await response.body.text();
     } catch (error) {
-      return { ok: false, reason: attempt.timedOut ? `no answer within ${this.settings.timeoutMs} ms` : networkReason(error), cause: error };
+      return { ok: false, reason: attempt.timedOut ? `no answer within ${this.#settings.timeoutMs} ms` : networkReason(error), cause: error };
     } finally {
       attempt.dispose();
     }
@@ -378,9 +379,9 @@ export class OpenAIUpstreamEngine implements Engine {
     } catch (error) {
       return { ok: false, reason: 'GET /models did not answer JSON', cause: error };
     }
-    if (ids.length > 0 && !ids.includes(this.settings.model)) {
+    if (ids.length > 0 && !ids.includes(this.#settings.model)) {
       const shown = ids.slice(0, 20).map((id) => `'${id}'`).join(', ');
-      return { ok: false, reason: `does not serve model '${this.settings.model}'; it lists ${shown}${ids.length > 20 ? ', ...' : ''}` };
+      return { ok: false, reason: `does not serve model '${this.#settings.model}'; it lists ${shown}${ids.length > 20 ? ', ...' : ''}` };
     }
     this.#logger.debug({ endpoint: number }, 'upstream endpoint answered its health check');
     return { ok: true };
@@ -396,9 +397,9 @@ export class OpenAIUpstreamEngine implements Engine {
   /** What a thrown network error means: the client left, Iris is shutting down, or the endpoint failed. */
   #attemptError(error: unknown, clientSignal: AbortSignal, attempt: AttemptAbort, what = ''): IrisError | AttemptFailedError {
     if (clientSignal.aborted) return requestCancelled(error);
-    if (this.#disposed.signal.aborted) return engineUnavailable(`Model '${this.settings.id}' is shutting down.`, 'shutting_down', error);
+    if (this.#disposed.signal.aborted) return engineUnavailable(`Model '${this.#settings.id}' is shutting down.`, 'shutting_down', error);
     if (attempt.timedOut) {
-      return new AttemptFailedError({ kind: 'endpoint-failed', reason: `no response within ${this.settings.timeoutMs} ms`, cause: error });
+      return new AttemptFailedError({ kind: 'endpoint-failed', reason: `no response within ${this.#settings.timeoutMs} ms`, cause: error });
     }
     const reason = networkReason(error);
     return new AttemptFailedError({ kind: 'endpoint-failed', reason: what ? `${what} (${reason})` : reason, cause: error });
@@ -409,7 +410,7 @@ export class OpenAIUpstreamEngine implements Engine {
     const detail = soonest
       ? ` (last: endpoint ${soonest.number}: ${soonest.reason}; next try in ${Math.max(0, Math.ceil((soonest.retryAt - this.#now()) / 1000))} s)`
       : '';
-    return engineUnavailable(`Model '${this.settings.id}' is unavailable: every upstream endpoint is failing${detail}. Retry later.`);
+    return engineUnavailable(`Model '${this.#settings.id}' is unavailable: every upstream endpoint is failing${detail}. Retry later.`);
   }
 
   #checkImages(request: EngineRequest): void {
@@ -417,11 +418,11 @@ export class OpenAIUpstreamEngine implements Engine {
     for (const message of request.messages) for (const part of message.content) if (part.type === 'image') images += 1;
     if (images === 0) return;
     if (!this.capabilities.vision) {
-      throw invalidRequest(`The model '${this.settings.id}' does not accept images.`, 'messages', 'model_not_supported');
+      throw invalidRequest(`The model '${this.#settings.id}' does not accept images.`, 'messages', 'model_not_supported');
     }
     if (images > this.capabilities.maxImagesPerRequest) {
       throw invalidRequest(
-        `Too many images: ${images} in one request, at most ${this.capabilities.maxImagesPerRequest} are allowed for model '${this.settings.id}'.`,
+        `Too many images: ${images} in one request, at most ${this.capabilities.maxImagesPerRequest} are allowed for model '${this.#settings.id}'.`,
         'messages',
         'too_many_images',
       );
@@ -429,7 +430,7 @@ export class OpenAIUpstreamEngine implements Engine {
   }
 
   #assertOpen(): void {
-    if (this.#disposed.signal.aborted) throw engineUnavailable(`Model '${this.settings.id}' is shutting down.`, 'shutting_down');
+    if (this.#disposed.signal.aborted) throw engineUnavailable(`Model '${this.#settings.id}' is shutting down.`, 'shutting_down');
   }
 }
 
