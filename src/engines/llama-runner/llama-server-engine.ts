@@ -19,7 +19,7 @@ import type {
 import { IrisError, engineFailed, engineUnavailable, invalidRequest, requestCancelled } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { LlamaServerProcess, type LlamaServerSettings } from './llama-server-process.js';
-import { parseSseData } from './sse-lines.js';
+import { parseSseData } from '../sse-lines.js';
 
 /** Dependencies of a {@link LlamaServerEngine}. */
 export interface LlamaServerEngineDeps {

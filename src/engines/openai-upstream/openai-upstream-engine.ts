@@ -1,0 +1,448 @@
+/**
+ * The remote engine: an {@link Engine} that serves a model from one or more OpenAI-compatible
+ * chat-completions deployments (vLLM, SGLang, llama-server, another Iris), for scale beyond one machine.
+ *
+ * Every request streams upstream, even a non-streaming one, so a client's disconnect closes the upstream
+ * connection and stops generation at once. Requests go round-robin over the endpoints that are not in
+ * cooldown; an endpoint that fails before the stream produced anything (connection error, timeout, 5xx)
+ * is put in cooldown and the next one is tried, each at most once per request. Once text has been handed
+ * on, a failure ends the stream with an `error` part instead. See {@link classifyUpstreamAnswer} for how
+ * upstream HTTP errors map onto Iris's.
+ *
+ * Token counts come from the upstream's final usage chunk (`stream_options.include_usage`). An upstream
+ * that sends none gets usage 0/0 reported (and a debug log line): counting streamed chunks would be a
+ * guess, since servers batch several tokens into one chunk.
+ */
+import { Agent, request as httpRequest, type Dispatcher } from 'undici';
+import type {
+  Engine,
+  EngineCapabilities,
+  EngineCompletion,
+  EngineRequest,
+  EngineUsage,
+  FinishReason,
+  StreamPart,
+} from '../engine.js';
+import { IrisError, engineFailed, engineUnavailable, invalidRequest, toIrisError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import { parseSseData } from '../sse-lines.js';
+import { EndpointPool, type EndpointStatus, type ProbeResult } from './endpoint-pool.js';
+import {
+  classifyUpstreamAnswer,
+  networkReason,
+  parseUpstreamError,
+  requestCancelled,
+  streamErrorToIrisError,
+  upstreamBusy,
+  type AttemptFailure,
+  type UpstreamErrorBody,
+} from './upstream-errors.js';
+import { toUpstreamBody } from './upstream-request-body.js';
+
+/** One remote OpenAI-compatible deployment. */
+export interface UpstreamEndpoint {
+  /** Base URL including the API prefix, e.g. `http://gpu-1:8000/v1`; `/chat/completions` and `/models` are appended. */
+  url: string;
+  /** Bearer key for that endpoint, sent as `Authorization: Bearer <key>`; never logged or shown to clients. */
+  apiKey?: string | undefined;
+}
+
+/** Settings of an {@link OpenAIUpstreamEngine}. */
+export interface OpenAIUpstreamSettings {
+  /** Our model id (for logs and errors). */
+  id: string;
+  /** The deployments serving the model; at least one. */
+  endpoints: UpstreamEndpoint[];
+  /** The model name sent upstream (and looked for in the upstream's `/models`). */
+  model: string;
+  /** Whether the upstream model accepts images. */
+  vision: boolean;
+  /** Most images one request may carry (ignored when `vision` is false). */
+  maxImagesPerRequest: number;
+  /**
+   * Connect + response-headers timeout of one attempt, in ms. Servers that send headers only with the first
+   * token (llama-server, Iris) count queueing and prompt processing in it too, so allow for them.
+   */
+  timeoutMs: number;
+  /** First cooldown of a failed endpoint, in ms; doubles per consecutive failure. @default 10000 */
+  cooldownMs?: number | undefined;
+  /** Longest cooldown of a failed endpoint, in ms. @default 60000 */
+  maxCooldownMs?: number | undefined;
+}
+
+/** Dependencies of an {@link OpenAIUpstreamEngine}. */
+export interface OpenAIUpstreamDeps {
+  logger: Logger;
+  /** `User-Agent` sent upstream. @default 'iris' */
+  userAgent?: string | undefined;
+  /** Clock for cooldowns. @default Date.now */
+  now?: () => number;
+}
+
+interface UpstreamUsage {
+  prompt_tokens?: number;
+  completion_tokens?: number;
+  prompt_tokens_details?: { cached_tokens?: number | null } | null;
+}
+
+interface UpstreamChunk {
+  choices?: { delta?: { content?: string | null } | null; finish_reason?: string | null }[];
+  usage?: UpstreamUsage | null;
+  error?: UpstreamErrorBody | string;
+}
+
+/** Carries an {@link AttemptFailure} out of an attempt to the failover loop. */
+class AttemptFailedError extends Error {
+  readonly failure: AttemptFailure;
+
+  constructor(failure: AttemptFailure) {
+    super(failure.kind === 'final' ? failure.error.message : failure.reason);
+    this.name = 'AttemptFailedError';
+    this.failure = failure;
+  }
+}
+
+/** One attempt's abort: the client leaving, the engine being disposed, or the connect + headers timer. */
+class AttemptAbort {
+  readonly controller = new AbortController();
+  timedOut = false;
+  #timer: NodeJS.Timeout | undefined;
+  #unlink: () => void;
+
+  constructor(signals: AbortSignal[], timeoutMs: number) {
+    const abort = (): void => this.controller.abort();
+    for (const signal of signals) {
+      if (signal.aborted) abort();
+      else signal.addEventListener('abort', abort, { once: true });
+    }
+    this.#unlink = () => {
+      for (const signal of signals) signal.removeEventListener('abort', abort);
+    };
+    this.#timer = setTimeout(() => {
+      this.timedOut = true;
+      this.controller.abort();
+    }, timeoutMs);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** The headers arrived: from here on only the client or disposal stop the request. */
+  stopTimer(): void {
+    clearTimeout(this.#timer);
+  }
+
+  dispose(): void {
+    clearTimeout(this.#timer);
+    this.#unlink();
+  }
+}
+
+/** An engine backed by remote OpenAI-compatible chat-completions endpoints. */
+export class OpenAIUpstreamEngine implements Engine {
+  readonly capabilities: EngineCapabilities;
+  // Private: it holds the endpoints' keys.
+  #settings: OpenAIUpstreamSettings;
+  #pool: EndpointPool<UpstreamEndpoint>;
+  #agent: Agent;
+  #logger: Logger;
+  #userAgent: string;
+  #now: () => number;
+  #disposed = new AbortController();
+
+  constructor(settings: OpenAIUpstreamSettings, deps: OpenAIUpstreamDeps) {
+    if (settings.endpoints.length === 0) throw new Error(`model '${settings.id}': an upstream model needs at least one endpoint`);
+    this.#settings = settings;
+    this.#logger = deps.logger.child({ model: settings.id, engine: 'openai-upstream' });
+    this.#userAgent = deps.userAgent ?? 'iris';
+    this.#now = deps.now ?? Date.now;
+    this.capabilities = {
+      vision: settings.vision,
+      maxImagesPerRequest: settings.vision ? settings.maxImagesPerRequest : 0,
+      fetchesUrls: false,
+    };
+    this.#agent = new Agent({ keepAliveTimeout: 30_000, connect: { timeout: settings.timeoutMs } });
+    this.#pool = new EndpointPool(settings.endpoints, {
+      cooldownMs: settings.cooldownMs ?? 10_000,
+      maxCooldownMs: settings.maxCooldownMs ?? 60_000,
+      probe: (endpoint, number) => this.#probe(endpoint, number),
+      logger: this.#logger,
+      now: this.#now,
+    });
+  }
+
+  /** Whether the last thing heard from at least one endpoint was good. */
+  isReady(): boolean {
+    return !this.#disposed.signal.aborted && this.#pool.anyHealthy;
+  }
+
+  /**
+   * Resolves once at least one endpoint answers `GET {url}/models` with our model in its list (an empty
+   * list counts as serving anything). Probes every endpoint, which also sets their health.
+   * @throws {IrisError} 503 `model_unavailable` naming each endpoint's reason (for an unlisted model, the ids
+   *   the upstream does list).
+   */
+  async ready(): Promise<void> {
+    this.#assertOpen();
+    const results = await this.#pool.probeAll();
+    if (results.some(({ result }) => result.ok)) return;
+    const reasons = results.map(({ endpoint, result }) => `endpoint ${endpoint.number}: ${result.ok ? 'ok' : result.reason}`);
+    throw engineUnavailable(`Model '${this.#settings.id}' is not available from any upstream endpoint (${reasons.join('; ')}).`);
+  }
+
+  /** Health, failures and request counts of each endpoint (no keys). */
+  endpointStatus(): EndpointStatus[] {
+    return this.#pool.status();
+  }
+
+  /** Runs the request as a stream upstream (so a disconnect cancels at once) and gathers it. */
+  async complete(request: EngineRequest): Promise<EngineCompletion> {
+    let text = '';
+    let finishReason: FinishReason = 'stop';
+    let usage: EngineUsage = { promptTokens: 0, completionTokens: 0 };
+    for await (const part of this.stream(request)) {
+      if (part.type === 'text-delta') text += part.text;
+      else if (part.type === 'finish') finishReason = part.finishReason;
+      else if (part.type === 'usage') usage = part.usage;
+      else throw part.error;
+    }
+    return { text, finishReason, usage };
+  }
+
+  async *stream(request: EngineRequest): AsyncIterable<StreamPart> {
+    this.#assertOpen();
+    this.#checkImages(request);
+    if (request.signal.aborted) throw requestCancelled(request.signal.reason);
+    const body = JSON.stringify(toUpstreamBody(request, this.#settings.model));
+    const plan = this.#pool.plan();
+    if (plan.length === 0) throw this.#allCoolingDown();
+    let lastFailure: { number: number; reason: string } | undefined;
+    let busy: string | undefined;
+
+    for (const endpoint of plan) {
+      const attempt = new AttemptAbort([request.signal, this.#disposed.signal], this.#settings.timeoutMs);
+      let response: Dispatcher.ResponseData | undefined;
+      // Whether anything reached our caller: until then a failure may still move on to the next endpoint.
+      let produced = false;
+      try {
+        this.#pool.recordAttempt(endpoint);
+        this.#logger.debug({ endpoint: endpoint.displayUrl }, 'sending the request upstream');
+        try {
+          response = await this.#post(endpoint.endpoint, body, attempt.signal);
+        } catch (error) {
+          throw this.#attemptError(error, request.signal, attempt);
+        }
+        if (response.statusCode >= 400) {
+          const text = await response.body.text().catch(() => '');
+          throw new AttemptFailedError(classifyUpstreamAnswer(response.statusCode, parseUpstreamError(text), this.#settings.id));
+        }
+        attempt.stopTimer();
+
+        let finish: FinishReason | undefined;
+        let usage: EngineUsage | undefined;
+        try {
+          for await (const data of parseSseData(response.body)) {
+            // Read on to the end of the body after [DONE] (servers end it right there), so the connection
+            // goes back to the pool instead of being torn down.
+            if (data === '[DONE]') continue;
+            let chunk: UpstreamChunk;
+            try {
+              chunk = JSON.parse(data) as UpstreamChunk;
+            } catch (error) {
+              throw engineFailed(`The upstream server of model '${this.#settings.id}' sent a stream chunk that is not JSON.`, 'engine_error', error);
+            }
+            if (chunk.error !== undefined) {
+              const upstream = typeof chunk.error === 'string' ? { message: chunk.error } : chunk.error;
+              throw streamErrorToIrisError(upstream, this.#settings.id);
+            }
+            const choice = chunk.choices?.[0];
+            const delta = choice?.delta?.content;
+            if (typeof delta === 'string' && delta.length > 0) {
+              if (!produced) this.#pool.recordSuccess(endpoint);
+              produced = true;
+              yield { type: 'text-delta', text: delta };
+            }
+            if (choice?.finish_reason) finish = choice.finish_reason === 'length' ? 'length' : 'stop';
+            if (chunk.usage) usage = toUsage(chunk.usage);
+          }
+        } catch (error) {
+          if (error instanceof IrisError) throw error;
+          throw this.#attemptError(error, request.signal, attempt, 'the stream was cut');
+        }
+        if (finish === undefined) {
+          throw new AttemptFailedError({ kind: 'endpoint-failed', reason: 'the stream ended without a finish reason' });
+        }
+        this.#pool.recordSuccess(endpoint);
+        if (usage === undefined) {
+          this.#logger.debug({ endpoint: endpoint.displayUrl }, 'the upstream sent no usage chunk; reporting 0 tokens');
+          usage = { promptTokens: 0, completionTokens: 0 };
+        }
+        yield { type: 'usage', usage };
+        yield { type: 'finish', finishReason: finish };
+        return;
+      } catch (thrown) {
+        const failure: AttemptFailure =
+          thrown instanceof AttemptFailedError ? thrown.failure : { kind: 'final', error: toIrisError(thrown) };
+        if (failure.kind === 'final') {
+          if (produced) {
+            yield { type: 'error', error: failure.error };
+            return;
+          }
+          throw failure.error;
+        }
+        if (failure.kind === 'endpoint-failed') {
+          this.#pool.recordFailure(endpoint, failure.reason, 'cause' in failure ? failure.cause : undefined);
+          lastFailure = { number: endpoint.number, reason: failure.reason };
+        } else {
+          this.#logger.info({ endpoint: endpoint.displayUrl, reason: failure.reason }, 'upstream endpoint is busy; trying the next one');
+          busy = failure.reason;
+          lastFailure = { number: endpoint.number, reason: failure.reason };
+        }
+        if (produced) {
+          yield {
+            type: 'error',
+            error: engineFailed(
+              `The upstream server of model '${this.#settings.id}' failed in the middle of the answer (${failure.reason}). Retry the request.`,
+              'engine_error',
+              'cause' in failure ? failure.cause : undefined,
+            ),
+          };
+          return;
+        }
+      } finally {
+        attempt.dispose();
+        // Unread bytes mean an unfinished answer: closing the connection is what stops generation upstream.
+        if (response !== undefined && !response.body.readableEnded) {
+          response.body.on('error', () => undefined);
+          response.body.destroy();
+        }
+      }
+    }
+    if (busy !== undefined) throw upstreamBusy(this.#settings.id, busy);
+    const last = lastFailure ?? { number: 0, reason: 'no endpoint could be tried' };
+    throw engineUnavailable(
+      `Model '${this.#settings.id}' is unavailable: every upstream endpoint failed (last: endpoint ${last.number}: ${last.reason}). Retry later.`,
+    );
+  }
+
+  /** Aborts requests in flight, stops health probes and closes the connections. Later calls reject. */
+  async dispose(): Promise<void> {
+    if (this.#disposed.signal.aborted) return;
+    this.#disposed.abort();
+    this.#pool.dispose();
+    await this.#agent.destroy().catch(() => undefined);
+  }
+
+  async #post(endpoint: UpstreamEndpoint, body: string, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+    return httpRequest(`${trimSlash(endpoint.url)}/chat/completions`, {
+      method: 'POST',
+      dispatcher: this.#agent,
+      headers: { ...this.#headers(endpoint), 'content-type': 'application/json', accept: 'text/event-stream' },
+      body,
+      signal,
+      // The attempt's own timer covers connect + headers; after that, tokens may take their time.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+  }
+
+  /** `GET {url}/models`: the endpoint answers, and lists our model (or lists nothing). */
+  async #probe(endpoint: UpstreamEndpoint, number: number): Promise<ProbeResult> {
+    const attempt = new AttemptAbort([this.#disposed.signal], this.#settings.timeoutMs);
+    let response: Dispatcher.ResponseData;
+    let text: string;
+    try {
+      response = await httpRequest(`${trimSlash(endpoint.url)}/models`, {
+        method: 'GET',
+        dispatcher: this.#agent,
+        headers: { ...this.#headers(endpoint), accept: 'application/json' },
+        signal: attempt.signal,
+      });
+      text = await response.body.text();
+    } catch (error) {
+      return { ok: false, reason: attempt.timedOut ? `no answer within ${this.#settings.timeoutMs} ms` : networkReason(error), cause: error };
+    } finally {
+      attempt.dispose();
+    }
+    if (response.statusCode === 401 || response.statusCode === 403) {
+      return { ok: false, reason: `rejected Iris's API key (HTTP ${response.statusCode})` };
+    }
+    if (response.statusCode < 200 || response.statusCode >= 300) {
+      const message = parseUpstreamError(text).message;
+      return { ok: false, reason: `GET /models answered HTTP ${response.statusCode}${message ? `: ${message}` : ''}` };
+    }
+    let ids: string[];
+    try {
+      const list = JSON.parse(text) as { data?: { id?: unknown }[] };
+      ids = (Array.isArray(list.data) ? list.data : []).map((model) => model.id).filter((id): id is string => typeof id === 'string');
+    } catch (error) {
+      return { ok: false, reason: 'GET /models did not answer JSON', cause: error };
+    }
+    if (ids.length > 0 && !ids.includes(this.#settings.model)) {
+      const shown = ids.slice(0, 20).map((id) => `'${id}'`).join(', ');
+      return { ok: false, reason: `does not serve model '${this.#settings.model}'; it lists ${shown}${ids.length > 20 ? ', ...' : ''}` };
+    }
+    this.#logger.debug({ endpoint: number }, 'upstream endpoint answered its health check');
+    return { ok: true };
+  }
+
+  #headers(endpoint: UpstreamEndpoint): Record<string, string> {
+    return {
+      'user-agent': this.#userAgent,
+      ...(endpoint.apiKey ? { authorization: `Bearer ${endpoint.apiKey}` } : {}),
+    };
+  }
+
+  /** What a thrown network error means: the client left, Iris is shutting down, or the endpoint failed. */
+  #attemptError(error: unknown, clientSignal: AbortSignal, attempt: AttemptAbort, what = ''): IrisError | AttemptFailedError {
+    if (clientSignal.aborted) return requestCancelled(error);
+    if (this.#disposed.signal.aborted) return engineUnavailable(`Model '${this.#settings.id}' is shutting down.`, 'shutting_down', error);
+    if (attempt.timedOut) {
+      return new AttemptFailedError({ kind: 'endpoint-failed', reason: `no response within ${this.#settings.timeoutMs} ms`, cause: error });
+    }
+    const reason = networkReason(error);
+    return new AttemptFailedError({ kind: 'endpoint-failed', reason: what ? `${what} (${reason})` : reason, cause: error });
+  }
+
+  #allCoolingDown(): IrisError {
+    const soonest = this.#pool.soonestRetry();
+    const detail = soonest
+      ? ` (last: endpoint ${soonest.number}: ${soonest.reason}; next try in ${Math.max(0, Math.ceil((soonest.retryAt - this.#now()) / 1000))} s)`
+      : '';
+    return engineUnavailable(`Model '${this.#settings.id}' is unavailable: every upstream endpoint is failing${detail}. Retry later.`);
+  }
+
+  #checkImages(request: EngineRequest): void {
+    let images = 0;
+    for (const message of request.messages) for (const part of message.content) if (part.type === 'image') images += 1;
+    if (images === 0) return;
+    if (!this.capabilities.vision) {
+      throw invalidRequest(`The model '${this.#settings.id}' does not accept images.`, 'messages', 'model_not_supported');
+    }
+    if (images > this.capabilities.maxImagesPerRequest) {
+      throw invalidRequest(
+        `Too many images: ${images} in one request, at most ${this.capabilities.maxImagesPerRequest} are allowed for model '${this.#settings.id}'.`,
+        'messages',
+        'too_many_images',
+      );
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#disposed.signal.aborted) throw engineUnavailable(`Model '${this.#settings.id}' is shutting down.`, 'shutting_down');
+  }
+}
+
+function toUsage(usage: UpstreamUsage): EngineUsage {
+  const cached = usage.prompt_tokens_details?.cached_tokens;
+  return {
+    promptTokens: usage.prompt_tokens ?? 0,
+    completionTokens: usage.completion_tokens ?? 0,
+    ...(typeof cached === 'number' ? { cachedTokens: cached } : {}),
+  };
+}
+
+function trimSlash(url: string): string {
+  return url.replace(/\/+$/, '');
+}

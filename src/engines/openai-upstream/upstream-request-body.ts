@@ -1,0 +1,58 @@
+/**
+ * Turns an {@link EngineRequest} into the body of an OpenAI `POST /chat/completions` for a remote engine
+ * (vLLM, SGLang, llama-server, another Iris). Always a stream with a final usage chunk: streaming keeps a
+ * client's disconnect an immediate cancel upstream, and the usage chunk is where token counts come from.
+ */
+import type { EngineMessage, EngineRequest } from '../engine.js';
+
+/** The JSON body sent upstream for `request`, asking for `model`. */
+export function toUpstreamBody(request: EngineRequest, model: string): Record<string, unknown> {
+  const { params } = request;
+  const body: Record<string, unknown> = {
+    model,
+    messages: request.messages.map(toUpstreamMessage),
+    stream: true,
+    stream_options: { include_usage: true },
+  };
+  const set = (key: string, value: unknown): void => {
+    if (value !== undefined) body[key] = value;
+  };
+  set('max_tokens', params.maxTokens);
+  set('temperature', params.temperature);
+  set('top_p', params.topP);
+  set('seed', params.seed);
+  set('stop', params.stop);
+  set('presence_penalty', params.presencePenalty);
+  set('frequency_penalty', params.frequencyPenalty);
+  // Not OpenAI's, but vLLM, SGLang, llama-server and Iris all read these names.
+  set('top_k', params.topK);
+  set('min_p', params.minP);
+  set('ignore_eos', params.ignoreEos);
+  // vLLM, SGLang and Iris call it repetition_penalty, llama-server repeat_penalty; each ignores the
+  // other's name, so both are sent.
+  set('repetition_penalty', params.repetitionPenalty);
+  set('repeat_penalty', params.repetitionPenalty);
+  return body;
+}
+
+/**
+ * One message in OpenAI's shape. Text-only content goes as a plain string (every server takes that for
+ * every role); content with images as an array of `text` and `image_url` parts with PNG data URIs.
+ */
+function toUpstreamMessage(message: EngineMessage): Record<string, unknown> {
+  const hasImage = message.content.some((part) => part.type === 'image');
+  if (!hasImage) {
+    return { role: message.role, content: message.content.map((part) => (part.type === 'text' ? part.text : '')).join('') };
+  }
+  return {
+    role: message.role,
+    content: message.content.map((part) =>
+      part.type === 'text'
+        ? { type: 'text', text: part.text }
+        : {
+            type: 'image_url',
+            image_url: { url: `data:${part.image.mimeType};base64,${Buffer.from(part.image.data).toString('base64')}` },
+          },
+    ),
+  };
+}
