@@ -131,10 +131,10 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
     (binary ??= config.llama.serverPath !== undefined
       ? Promise.resolve(config.llama.serverPath)
       : ensureLlamaServer({ cacheDir: config.cacheDir, logger }));
-  // Build (once per machine) before listening, so a first start shows its progress and fails early.
-  if (models.some((model) => model.upstream === undefined)) await llamaServer();
 
-  const sources = new ModelSources(models, { config, logger, env: deps.env, llamaServer });
+  const sources = new ModelSources(models, { config, logger, env: deps.env, llamaServer, userAgent: `Iris/${IRIS_VERSION}` });
+  // Build (once per machine) before listening, so a first start shows its progress and fails early.
+  if (sources.needsLlamaServer()) await llamaServer();
   const registry = new ModelRegistry(sources.definitions(), {
     logger,
     memoryBudgetBytes: config.memoryBudget,

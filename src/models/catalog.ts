@@ -252,8 +252,8 @@ export const UNSUPPORTED_MODELS: readonly UnsupportedModel[] = deepFreeze([
  * remote-engine configuration as it evolves.
  */
 export const REMOTE_ENGINE_HINT =
-  'Serve it from an OpenAI-compatible server that supports it (vLLM, TGI, a hosted API) and configure that server ' +
-  'in Iris as a remote engine instead of pulling the model.';
+  'Serve it from an OpenAI-compatible server that supports it (vLLM, SGLang, a hosted API) and configure that server ' +
+  "in Iris as a remote engine: a model entry with `upstream: { endpoints: [{ url, api_key }] }` (see the README's Remote engines).";
 
 /** The model `iris serve` pulls when no model is configured. */
 export const DEFAULT_CATALOG_ENTRY: CatalogEntry = CATALOG[0] as CatalogEntry;

@@ -8,6 +8,7 @@
 import type { IrisConfig, ModelConfig } from '../config/config.js';
 import type { Engine } from '../engines/engine.js';
 import { LlamaServerEngine } from '../engines/llama-runner/llama-server-engine.js';
+import { OpenAIUpstreamEngine } from '../engines/openai-upstream/openai-upstream-engine.js';
 import { engineUnavailable } from '../errors.js';
 import { GENERIC_IMAGE_POLICY, describeImagePolicy, imagePolicyFromMmproj, type ImagePolicy } from '../images/image-policy.js';
 import type { Logger } from '../logger.js';
@@ -26,6 +27,8 @@ export interface ModelSourcesDeps {
   env: NodeJS.ProcessEnv;
   /** The llama-server binary (built on first use). */
   llamaServer(): Promise<string>;
+  /** `User-Agent` Iris sends to remote servers. */
+  userAgent: string;
 }
 
 /** Configured and discovered models, and how to get each ready. */
@@ -53,10 +56,28 @@ export class ModelSources {
   prepare = async (definition: ModelDefinition, signal: AbortSignal | undefined): Promise<PreparedModel> => {
     const model = this.#configs.get(definition.id);
     if (!model) throw engineUnavailable(`Model '${definition.id}' has no configuration.`);
-    if (model.upstream !== undefined) {
-      throw engineUnavailable(`Model '${model.id}' is configured with remote servers, which this build cannot serve yet.`);
-    }
     const { config, logger } = this.#deps;
+    const upstream = model.upstream;
+    if (upstream !== undefined) {
+      // The remote server sizes images for its own model; Iris only normalizes them (orientation, format).
+      return {
+        memoryBytes: 0,
+        imagePolicy: GENERIC_IMAGE_POLICY,
+        vision: upstream.vision,
+        createEngine: (): Engine =>
+          new OpenAIUpstreamEngine(
+            {
+              id: model.id,
+              endpoints: upstream.endpoints,
+              model: upstream.model ?? model.id,
+              vision: upstream.vision,
+              maxImagesPerRequest: config.limits.maxImagesPerRequest,
+              timeoutMs: upstream.timeoutMs,
+            },
+            { logger, userAgent: this.#deps.userAgent },
+          ),
+      };
+    }
     let files = { model: model.model ?? '', mmproj: model.mmproj, chatTemplate: model.chatTemplate, context: model.context ?? DEFAULT_CONTEXT };
     if (model.hub !== undefined) {
       const pulled = await pullModel({ id: model.hub, config, logger, progress: logProgress(logger), signal });

@@ -5,6 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { EngineImage, EngineMessage, EngineRequest, GenerationParams, StreamPart } from '../../src/engines/engine.js';
 import { freeLoopbackPort } from '../../src/engines/llama-runner/llama-server-process.js';
@@ -374,5 +377,53 @@ describe('cancellation', () => {
     assert.equal(refused.code, 'shutting_down');
     assert.equal(remote.isReady(), false);
     assert.ok(await waitFor(async () => (await slots(llama.port)).every((slot) => !slot.is_processing), 5000));
+  });
+});
+
+describe('a remote model from the config file', () => {
+  test('Iris serves a model from upstream endpoints (one dead) named in its config, without loading anything itself', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'iris-remote-'));
+    const dead = await freeLoopbackPort();
+    const config = join(dir, 'iris.yaml');
+    await writeFile(
+      config,
+      [
+        'models:',
+        '  - id: big/remote-vlm',
+        '    upstream:',
+        `      model: ${IRIS_MODEL}`,
+        '      endpoints:',
+        `        - { url: "http://127.0.0.1:${dead}/v1" }`,
+        `        - { url: "${iris.baseUrl}/v1", api_key: ${KEY} }`,
+        'preload: [big/remote-vlm]',
+      ].join('\n'),
+    );
+    const front = await startIris({ args: ['--config', config] });
+    try {
+      const image = `data:image/png;base64,${(await makeImage({ width: 64, height: 64 })).toString('base64')}`;
+      const body = (imageCount: number) =>
+        JSON.stringify({
+          model: 'big/remote-vlm',
+          max_tokens: 3,
+          messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }, ...Array.from({ length: imageCount }, () => ({ type: 'image_url', image_url: { url: image } }))] }],
+        });
+      const ask = async (imageCount: number) => {
+        const response = await fetch(`${front.baseUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(imageCount) });
+        const json = (await response.json()) as any;
+        assert.equal(response.status, 200, JSON.stringify(json));
+        assertMatchesSchema('CreateChatCompletionResponse', json);
+        assert.equal(json.model, 'big/remote-vlm');
+        return json.usage.prompt_tokens as number;
+      };
+      const none = await ask(0);
+      const one = await ask(1);
+      assert.equal(one - none, imageTokens, 'the upstream counted the image');
+      const models = (await fetch(`${front.baseUrl}/v1/models`).then((response) => response.json())) as any;
+      assert.deepEqual(models.data.map((model: any) => [model.id, model.owned_by, model.loaded, model.memory_bytes]), [['big/remote-vlm', 'remote', true, 0]]);
+      assert.equal(front.logRecords('starting llama-server').length, 0, 'the front Iris runs no llama-server');
+    } finally {
+      await front.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

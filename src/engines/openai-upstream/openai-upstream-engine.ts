@@ -23,7 +23,7 @@ import type {
   FinishReason,
   StreamPart,
 } from '../engine.js';
-import { IrisError, engineFailed, engineUnavailable, invalidRequest, toIrisError } from '../../errors.js';
+import { IrisError, engineFailed, engineUnavailable, invalidRequest, toIrisError, requestCancelled } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { parseSseData } from '../sse-lines.js';
 import { EndpointPool, type EndpointStatus, type ProbeResult } from './endpoint-pool.js';
@@ -31,7 +31,6 @@ import {
   classifyUpstreamAnswer,
   networkReason,
   parseUpstreamError,
-  requestCancelled,
   streamErrorToIrisError,
   upstreamBusy,
   type AttemptFailure,

@@ -117,15 +117,6 @@ export function upstreamBusy(modelId: string, reason: string): IrisError {
   });
 }
 
-/** The 499 for a request whose client went away. */
-export function requestCancelled(cause?: unknown): IrisError {
-  return new IrisError('The request was cancelled by the client.', {
-    status: 499,
-    type: 'invalid_request_error',
-    code: 'request_cancelled',
-    ...(cause === undefined ? {} : { cause }),
-  });
-}
 
 /**
  * Why a connection-level failure happened, in words that name no address (undici's own messages do, so
