@@ -9,7 +9,6 @@ import type {
   Engine,
   EngineCapabilities,
   EngineCompletion,
-  EngineMessage,
   EngineRequest,
   EngineTokenCountRequest,
   EngineUsage,
@@ -19,6 +18,8 @@ import type {
 import { IrisError, engineFailed, engineUnavailable, invalidRequest, requestCancelled } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { LlamaServerProcess, type LlamaServerSettings } from './llama-server-process.js';
+import { collectCompletion } from '../collect-completion.js';
+import { toOpenAIChatBody } from '../openai-chat-body.js';
 import { parseSseData } from '../sse-lines.js';
 
 /** Dependencies of a {@link LlamaServerEngine}. */
@@ -59,16 +60,7 @@ export class LlamaServerEngine implements Engine {
    * cancellation immediate.
    */
   async complete(request: EngineRequest): Promise<EngineCompletion> {
-    let text = '';
-    let finishReason: FinishReason = 'stop';
-    let usage: EngineUsage = { promptTokens: 0, completionTokens: 0 };
-    for await (const part of this.stream(request)) {
-      if (part.type === 'text-delta') text += part.text;
-      else if (part.type === 'finish') finishReason = part.finishReason;
-      else if (part.type === 'usage') usage = part.usage;
-      else throw part.error;
-    }
-    return { text, finishReason, usage };
+    return collectCompletion(this.stream(request));
   }
 
   async *stream(request: EngineRequest): AsyncIterable<StreamPart> {
@@ -260,47 +252,8 @@ function toUsage(usage: LlamaUsage | undefined): EngineUsage {
   };
 }
 
-/** The body llama-server's /v1/chat/completions takes. */
+/** The body llama-server's /v1/chat/completions takes: OpenAI's, plus its prompt-cache switch. */
 function toLlamaBody(request: EngineRequest, cachePrompt: boolean): Record<string, unknown> {
-  const { params } = request;
-  const body: Record<string, unknown> = {
-    messages: request.messages.map(toLlamaMessage),
-    stream: true,
-    stream_options: { include_usage: true },
-    // Prompt-cache reuse is safe: llama.cpp keeps results identical for a given seed and prompt.
-    cache_prompt: cachePrompt,
-  };
-  const set = (key: string, value: unknown): void => {
-    if (value !== undefined) body[key] = value;
-  };
-  set('max_tokens', params.maxTokens);
-  set('temperature', params.temperature);
-  set('top_p', params.topP);
-  set('top_k', params.topK);
-  set('min_p', params.minP);
-  set('seed', params.seed);
-  set('stop', params.stop);
-  set('presence_penalty', params.presencePenalty);
-  set('frequency_penalty', params.frequencyPenalty);
-  set('repeat_penalty', params.repetitionPenalty);
-  set('ignore_eos', params.ignoreEos);
-  return body;
-}
-
-function toLlamaMessage(message: EngineMessage): Record<string, unknown> {
-  const hasImage = message.content.some((part) => part.type === 'image');
-  if (!hasImage) {
-    return { role: message.role, content: message.content.map((part) => (part.type === 'text' ? part.text : '')).join('') };
-  }
-  return {
-    role: message.role,
-    content: message.content.map((part) =>
-      part.type === 'text'
-        ? { type: 'text', text: part.text }
-        : {
-            type: 'image_url',
-            image_url: { url: `data:${part.image.mimeType};base64,${Buffer.from(part.image.data).toString('base64')}` },
-          },
-    ),
-  };
+  // Prompt-cache reuse is safe: llama.cpp keeps results identical for a given seed and prompt.
+  return { ...toOpenAIChatBody(request), cache_prompt: cachePrompt };
 }

@@ -36,7 +36,8 @@ import {
   type AttemptFailure,
   type UpstreamErrorBody,
 } from './upstream-errors.js';
-import { toUpstreamBody } from './upstream-request-body.js';
+import { collectCompletion } from '../collect-completion.js';
+import { toOpenAIChatBody } from '../openai-chat-body.js';
 
 /** One remote OpenAI-compatible deployment. */
 export interface UpstreamEndpoint {
@@ -197,23 +198,14 @@ export class OpenAIUpstreamEngine implements Engine {
 
   /** Runs the request as a stream upstream (so a disconnect cancels at once) and gathers it. */
   async complete(request: EngineRequest): Promise<EngineCompletion> {
-    let text = '';
-    let finishReason: FinishReason = 'stop';
-    let usage: EngineUsage = { promptTokens: 0, completionTokens: 0 };
-    for await (const part of this.stream(request)) {
-      if (part.type === 'text-delta') text += part.text;
-      else if (part.type === 'finish') finishReason = part.finishReason;
-      else if (part.type === 'usage') usage = part.usage;
-      else throw part.error;
-    }
-    return { text, finishReason, usage };
+    return collectCompletion(this.stream(request));
   }
 
   async *stream(request: EngineRequest): AsyncIterable<StreamPart> {
     this.#assertOpen();
     this.#checkImages(request);
     if (request.signal.aborted) throw requestCancelled(request.signal.reason);
-    const body = JSON.stringify(toUpstreamBody(request, this.#settings.model));
+    const body = JSON.stringify(toOpenAIChatBody(request, this.#settings.model));
     const plan = this.#pool.plan();
     if (plan.length === 0) throw this.#allCoolingDown();
     let lastFailure: { number: number; reason: string } | undefined;

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { toUpstreamBody } from './upstream-request-body.js';
+import { toOpenAIChatBody } from './openai-chat-body.js';
 
 const signal = new AbortController().signal;
 
 test('parameters map to OpenAI names, extensions to the names vLLM, llama-server and Iris read', () => {
-  const body = toUpstreamBody(
+  const body = toOpenAIChatBody(
     {
       messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }] }],
       params: {
@@ -38,7 +38,7 @@ test('parameters map to OpenAI names, extensions to the names vLLM, llama-server
 
 test('absent parameters are left out; images become PNG data URIs between the text parts', () => {
   const png = Uint8Array.from([0x89, 0x50, 0x4e, 0x47]);
-  const body = toUpstreamBody(
+  const body = toOpenAIChatBody(
     {
       messages: [
         { role: 'system', content: [{ type: 'text', text: 'Be ' }, { type: 'text', text: 'brief.' }] },

@@ -1,16 +1,17 @@
 /**
- * Turns an {@link EngineRequest} into the body of an OpenAI `POST /chat/completions` for a remote engine
- * (vLLM, SGLang, llama-server, another Iris). Always a stream with a final usage chunk: streaming keeps a
- * client's disconnect an immediate cancel upstream, and the usage chunk is where token counts come from.
+ * Turns an {@link EngineRequest} into the body of an OpenAI `POST /chat/completions`, as both engines send
+ * it: our llama-server children and remote servers (vLLM, SGLang, llama-server, another Iris). Always a
+ * stream with a final usage chunk: streaming keeps a client's disconnect an immediate cancel, and the usage
+ * chunk is where token counts come from.
  */
-import type { EngineMessage, EngineRequest } from '../engine.js';
+import type { EngineMessage, EngineRequest } from './engine.js';
 
-/** The JSON body sent upstream for `request`, asking for `model`. */
-export function toUpstreamBody(request: EngineRequest, model: string): Record<string, unknown> {
+/** The JSON body for `request`, asking for `model` when given (llama-server serves one model and needs none). */
+export function toOpenAIChatBody(request: EngineRequest, model?: string): Record<string, unknown> {
   const { params } = request;
   const body: Record<string, unknown> = {
-    model,
-    messages: request.messages.map(toUpstreamMessage),
+    ...(model === undefined ? {} : { model }),
+    messages: request.messages.map(toOpenAIMessage),
     stream: true,
     stream_options: { include_usage: true },
   };
@@ -39,7 +40,7 @@ export function toUpstreamBody(request: EngineRequest, model: string): Record<st
  * One message in OpenAI's shape. Text-only content goes as a plain string (every server takes that for
  * every role); content with images as an array of `text` and `image_url` parts with PNG data URIs.
  */
-function toUpstreamMessage(message: EngineMessage): Record<string, unknown> {
+function toOpenAIMessage(message: EngineMessage): Record<string, unknown> {
   const hasImage = message.content.some((part) => part.type === 'image');
   if (!hasImage) {
     return { role: message.role, content: message.content.map((part) => (part.type === 'text' ? part.text : '')).join('') };
