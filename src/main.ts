@@ -4,6 +4,7 @@
  * This file and config/ are the only places that touch process.env and process.argv.
  */
 import { ConfigError } from './config/load-config.js';
+import { buildCommand } from './cli/build.js';
 import { CliUsageError, IRIS_VERSION } from './cli/cli-support.js';
 import { modelsCommand } from './cli/models.js';
 import { pullCommand } from './cli/pull.js';
@@ -20,6 +21,7 @@ Commands:
   models   list the models in the cache (--catalog: the models Iris knows)
   rm       delete a model from the cache
   synth    write a synthetic test model (model.gguf + mmproj.gguf)
+  build    build llama-server from the pinned llama.cpp source (once) and print its path
   version  print the version
 
 Run 'iris <command> --help' for a command's options.
@@ -30,6 +32,8 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'serve':
       return serveCommand(rest, process.env);
+    case 'build':
+      return buildCommand(rest, process.env);
     case 'synth':
       return synthCommand(rest);
     case 'pull':
