@@ -4,6 +4,9 @@
  * against OpenAI's OpenAPI spec.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { assertMatchesSchema } from '../helpers/openapi.js';
@@ -286,5 +289,43 @@ describe('errors in the OpenAI shape', () => {
     const path = await fetch(`${iris.baseUrl}/v1/nothing-here`, { headers: { authorization: `Bearer ${KEY}` } });
     assertError({ status: path.status, json: await path.json() }, 404);
     await assert.rejects(client.models.retrieve('nope'), (error: unknown) => error instanceof OpenAI.NotFoundError);
+  });
+});
+
+describe('request limits', () => {
+  test('a body over max_body_bytes is a 413 in the OpenAI shape, too many images a 400, and the server keeps serving', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'iris-limits-'));
+    const model = await syntheticModel('tiny');
+    const config = join(dir, 'iris.yaml');
+    await writeFile(
+      config,
+      [
+        'models:',
+        `  - { id: ${MODEL}, model: "${model.modelPath}", mmproj: "${model.mmprojPath}" }`,
+        'limits:',
+        '  max_body_bytes: 65536',
+        '  max_images_per_request: 2',
+      ].join('\n'),
+    );
+    const limited = await startIris({ args: ['--config', config] });
+    try {
+      const post = async (body: string) => {
+        const response = await fetch(`${limited.baseUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        return { status: response.status, json: (await response.json()) as any };
+      };
+      const huge = JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'x'.repeat(100_000) }] });
+      assertError(await post(huge), 413, null, 'payload_too_large');
+      const image = dataUri(await makeImage({ width: 16, height: 16 }));
+      const three = JSON.stringify({
+        model: MODEL,
+        messages: [{ role: 'user', content: [1, 2, 3].map(() => ({ type: 'image_url', image_url: { url: image } })) }],
+      });
+      assertError(await post(three), 400, 'messages', 'too_many_images');
+      const ok = await post(JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }));
+      assert.equal(ok.status, 200);
+    } finally {
+      await limited.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
