@@ -9,6 +9,7 @@
  * Routes take a {@link ModelLease} for the duration of a request: a leased model is never unloaded or
  * evicted under it.
  */
+import prettyBytes from 'pretty-bytes';
 import type { Engine } from '../engines/engine.js';
 import { IrisError, engineUnavailable, modelNotFound } from '../errors.js';
 import type { ImagePolicy } from '../images/image-policy.js';
@@ -228,13 +229,6 @@ export class ModelRegistry {
     );
   }
 
-  /** Unloads a model if it is loaded and idle; resolves when its engine is gone. */
-  async unload(id: string): Promise<void> {
-    const entry = this.#entry(id);
-    if (entry.state === 'loaded' && entry.active === 0) this.#unload(entry, 'requested');
-    await entry.unloading;
-  }
-
   /** Stops every engine and refuses new work. */
   async dispose(): Promise<void> {
     this.#disposed = true;
@@ -389,14 +383,7 @@ export class ModelRegistry {
   }
 }
 
-/** `1.5 GiB`, `300 MiB`. */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value.toFixed(value >= 10 || unit === 0 ? 0 : 1)} ${units[unit]}`;
+/** `1.5 GiB`, `300 MiB`: memory sizes in the unit --memory-budget is usually written in. */
+function formatBytes(bytes: number): string {
+  return prettyBytes(bytes, { binary: true, maximumFractionDigits: 1 });
 }

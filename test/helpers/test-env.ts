@@ -4,7 +4,6 @@
  * own `synth` code into a per-machine temp folder, and Iris started as a real child process through its CLI.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -145,9 +144,4 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
     if (Date.now() > deadline) return false;
     await sleep(50);
   }
-}
-
-/** True when a path exists (for skipping checks that need a built file). */
-export function exists(path: string): boolean {
-  return existsSync(path);
 }

@@ -152,9 +152,11 @@ describe('chat completions through the real runner', () => {
     let sawRole = false;
     let finish: string | null = null;
     let chunks = 0;
+    let id: string | undefined;
     for await (const chunk of stream) {
       assertMatchesSchema('CreateChatCompletionStreamResponse', chunk);
-      assert.equal(chunk.id, stream.controller ? chunk.id : chunk.id);
+      id ??= chunk.id;
+      assert.equal(chunk.id, id, 'every chunk of a stream has the same id');
       if (chunks === 0) {
         assert.equal(chunk.choices[0]?.delta.role, 'assistant', 'the first chunk carries the role');
         sawRole = true;
@@ -197,7 +199,8 @@ describe('chat completions through the real runner', () => {
     assert.ok(last.usage.completion_tokens >= 1);
     for (const chunk of chunks.slice(0, -1)) assert.equal(chunk.usage, null, 'usage is null before the last chunk');
     const text = chunks.map((chunk) => chunk.choices[0]?.delta?.content ?? '').join('');
-    assert.equal(Buffer.from(text, 'utf8').toString('utf8'), text, 'valid UTF-8 text');
+    // Random weights produce invalid UTF-8 byte sequences; what reaches the client is still whole characters.
+    assert.doesNotMatch(text, /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/, 'no split surrogate pairs');
   });
 
   test('the models list', async () => {

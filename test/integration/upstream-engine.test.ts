@@ -78,6 +78,16 @@ function engine(settings: Partial<OpenAIUpstreamSettings> & Pick<OpenAIUpstreamS
   return created;
 }
 
+/** Reads a stream to its end and returns its last part. */
+async function lastPart(iterator: AsyncIterator<StreamPart>): Promise<StreamPart | undefined> {
+  let last: StreamPart | undefined;
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done) return last;
+    last = next.value;
+  }
+}
+
 function text(value: string): EngineMessage {
   return { role: 'user', content: [{ type: 'text', text: value }] };
 }
@@ -273,12 +283,7 @@ describe('failures mid-way', () => {
       const iterator = remote.stream(longRequest(new AbortController().signal))[Symbol.asyncIterator]();
       assert.equal((await iterator.next()).value?.type, 'text-delta');
       doomed.child.kill('SIGKILL');
-      let last: StreamPart | undefined;
-      for (;;) {
-        const next = await iterator.next();
-        if (next.done) break;
-        last = next.value;
-      }
+      const last = await lastPart(iterator);
       assert.ok(last?.type === 'error', 'the stream ended with an error part');
       assert.equal(last.error.code, 'engine_error');
       assert.equal(last.error.status, 502);
@@ -365,12 +370,7 @@ describe('cancellation', () => {
     const iterator = remote.stream(longRequest(new AbortController().signal))[Symbol.asyncIterator]();
     assert.equal((await iterator.next()).value?.type, 'text-delta');
     await remote.dispose();
-    let last: StreamPart | undefined;
-    for (;;) {
-      const next = await iterator.next();
-      if (next.done) break;
-      last = next.value;
-    }
+    const last = await lastPart(iterator);
     assert.ok(last?.type === 'error', 'the stream ended with an error part');
     assert.equal(last.error.code, 'shutting_down');
     const refused = await rejection(remote.complete(request([text('hi')])));
