@@ -3,8 +3,12 @@
  * so queued work waits here, where it can be cancelled and bounded, rather than inside the engine); at most
  * `maxQueued` wait, and one that waits longer than `queueTimeoutMs` gives up. A waiting request whose client
  * disconnects leaves the queue at once.
+ *
+ * Written by hand rather than on p-queue: p-queue races a task's abort signal against the task while it
+ * runs, so a queue-wait timeout handed to it also fires for a request that is already generating and frees
+ * its slot early (over-admitting the engine). Here the timeout covers the wait alone: a granted slot is held
+ * exactly until its release function is called.
  */
-import PQueue from 'p-queue';
 import { IrisError, requestCancelled } from '../errors.js';
 
 /** Limits of one model's queue. */
@@ -17,77 +21,119 @@ export interface ModelSchedulerOptions {
   queueTimeoutMs: number;
 }
 
+interface Waiter {
+  slots: number;
+  grant: () => void;
+}
+
 /** Gives out a model's slots in arrival order. */
 export class ModelScheduler {
-  #queue: PQueue;
   #options: ModelSchedulerOptions;
+  #inUse = 0;
+  #running = 0;
+  #waiters: Waiter[] = [];
   #shutdown = new AbortController();
 
   constructor(options: ModelSchedulerOptions) {
     this.#options = options;
-    this.#queue = new PQueue({ concurrency: options.slots });
   }
 
   /** Requests running now. */
   get running(): number {
-    return this.#queue.pending;
+    return this.#running;
+  }
+
+  /** Slots held now (a request with several choices holds several). */
+  get slotsInUse(): number {
+    return this.#inUse;
   }
 
   /** Requests waiting for a slot. */
   get waiting(): number {
-    return this.#queue.size;
+    return this.#waiters.length;
   }
 
   /**
-   * Waits for a slot and resolves with its release function; call it exactly once when done (stream
-   * finished, client gone, error). Rejects with 429 when the queue is full, 503 when the wait times out,
-   * and 499 when `signal` aborts first.
+   * Waits for `slots` slots (default 1, at most the model's count) and resolves with their release
+   * function; call it when done (stream finished, client gone, error) — later calls do nothing. Rejects
+   * with 429 when the queue is full, 503 when the wait times out or the server shuts down, and with a
+   * cancellation when `signal` aborts first. Slots are granted in arrival order.
    */
-  async acquire(signal: AbortSignal): Promise<() => void> {
-    if (this.#shutdown.signal.aborted) throw overloaded('The server is shutting down.', 503, 'shutting_down');
-    if (this.#queue.size >= this.#options.maxQueued && this.#queue.pending >= this.#options.slots) {
-      throw overloaded('Too many requests are waiting for this model; retry later.', 429, 'server_overloaded');
+  async acquire(signal: AbortSignal, slots = 1): Promise<() => void> {
+    if (this.#shutdown.signal.aborted) throw shuttingDown();
+    if (signal.aborted) throw requestCancelled(signal.reason);
+    const need = Math.max(1, Math.min(slots, this.#options.slots));
+    if (this.#waiters.length === 0 && this.#inUse + need <= this.#options.slots) return this.#take(need);
+    if (this.#waiters.length >= this.#options.maxQueued) {
+      throw overloaded('Too many requests are waiting for this model; retry later.', 429);
     }
-    const waitSignal = AbortSignal.any([signal, this.#shutdown.signal, AbortSignal.timeout(this.#options.queueTimeoutMs)]);
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
+    return new Promise<() => void>((resolve, reject) => {
+      const stopWaiting = (error: IrisError) => {
+        const index = this.#waiters.indexOf(waiter);
+        if (index >= 0) this.#waiters.splice(index, 1);
+        cleanup();
+        reject(error);
+        // A large request leaving the head of the queue may let smaller ones behind it in.
+        this.#grantWaiting();
+      };
+      const onAbort = () => stopWaiting(requestCancelled(signal.reason));
+      const onShutdown = () => stopWaiting(shuttingDown());
+      const timer = setTimeout(
+        () => stopWaiting(overloaded(`No slot of this model became free within ${this.#options.queueTimeoutMs} ms; retry later.`, 503)),
+        this.#options.queueTimeoutMs,
+      );
+      const cleanup = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        this.#shutdown.signal.removeEventListener('abort', onShutdown);
+      };
+      const waiter: Waiter = {
+        slots: need,
+        grant: () => {
+          cleanup();
+          resolve(this.#take(need));
+        },
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#shutdown.signal.addEventListener('abort', onShutdown, { once: true });
+      this.#waiters.push(waiter);
     });
-    let started!: () => void;
-    const running = new Promise<void>((resolve) => {
-      started = resolve;
-    });
-    const task = this.#queue.add(
-      async () => {
-        started();
-        await held;
-      },
-      { signal: waitSignal },
-    );
-    try {
-      await Promise.race([running, task]);
-    } catch (error) {
-      if (signal.aborted) {
-        throw requestCancelled(error);
-      }
-      if (this.#shutdown.signal.aborted) throw overloaded('The server is shutting down.', 503, 'shutting_down');
-      throw overloaded(`No slot of this model became free within ${this.#options.queueTimeoutMs} ms; retry later.`, 503, 'server_overloaded');
-    }
+  }
+
+  /** Refuses new work; waiting requests are rejected. Running ones keep their slots until released. */
+  dispose(): void {
+    this.#shutdown.abort();
+  }
+
+  #take(slots: number): () => void {
+    this.#inUse += slots;
+    this.#running += 1;
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      release();
+      this.#inUse -= slots;
+      this.#running -= 1;
+      this.#grantWaiting();
     };
   }
 
-  /** Refuses new work; waiting requests are rejected. */
-  dispose(): void {
-    this.#shutdown.abort();
+  #grantWaiting(): void {
+    // Strict arrival order: the head waits for enough slots even if a smaller request behind it would fit.
+    while (this.#waiters.length > 0) {
+      const head = this.#waiters[0]!;
+      if (this.#inUse + head.slots > this.#options.slots) return;
+      this.#waiters.shift();
+      head.grant();
+    }
   }
 }
 
-function overloaded(message: string, status: number, code: 'server_overloaded' | 'shutting_down'): IrisError {
+function shuttingDown(): IrisError {
+  return overloaded('The server is shutting down.', 503, 'shutting_down');
+}
+
+function overloaded(message: string, status: 429 | 503, code: 'server_overloaded' | 'shutting_down' = 'server_overloaded'): IrisError {
   return new IrisError(message, {
     status,
     type: status === 429 ? 'rate_limit_error' : 'service_unavailable_error',
