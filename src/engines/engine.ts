@@ -8,14 +8,16 @@
  */
 import type { IrisError } from '../errors.js';
 
-/** What an engine can take. */
+/**
+ * What an engine can take. Each engine class declares it for its settings (a static `capabilitiesFor`), so
+ * the registry knows it before the engine starts and the route checks a request against it before any
+ * image work.
+ */
 export interface EngineCapabilities {
   /** Accepts image parts. */
   vision: boolean;
   /** Most images one request may carry (0 for a text-only engine). */
   maxImagesPerRequest: number;
-  /** Fetches remote image URLs itself (Iris then passes URLs through instead of bytes). */
-  fetchesUrls: boolean;
 }
 
 /** An image ready for the engine: decoded, oriented, rescaled and re-encoded by Iris. */

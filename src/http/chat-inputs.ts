@@ -5,7 +5,7 @@
 import type { EngineContentPart, EngineImage, EngineMessage } from '../engines/engine.js';
 import { invalidRequest } from '../errors.js';
 import type { ImageInput, ImagePipeline } from '../images/image-pipeline.js';
-import type { ModelLease } from '../models/model-registry.js';
+import type { ModelAdmission } from '../models/model-registry.js';
 import type { ChatMessage, ChatRequest } from '../protocol/chat-request.js';
 
 /** Engine messages and what their images cost. */
@@ -15,8 +15,17 @@ export interface ChatInputs {
   imageTokens: (number | undefined)[];
 }
 
-/** Converts messages to engine messages, preparing every image (concurrently) on the way. */
-export async function toEngineInputs(chat: ChatRequest, model: ModelLease, images: ImagePipeline, signal: AbortSignal): Promise<ChatInputs> {
+/**
+ * Converts messages to engine messages, preparing every image (concurrently) on the way. Checks the request
+ * against what the model takes first, so a request it cannot serve costs no image work (and, since the
+ * route calls this before leasing the model, no model load).
+ */
+export async function toEngineInputs(
+  chat: ChatRequest,
+  model: { id: string; admission: ModelAdmission },
+  images: ImagePipeline,
+  signal: AbortSignal,
+): Promise<ChatInputs> {
   const inputs: ImageInput[] = [];
   chat.messages.forEach((message, messageIndex) => {
     if (message.role !== 'user' || typeof message.content === 'string') return;
@@ -29,14 +38,22 @@ export async function toEngineInputs(chat: ChatRequest, model: ModelLease, image
       });
     });
   });
-  if (inputs.length > 0 && !model.definition.vision) {
+  const { capabilities, imagePolicy } = model.admission;
+  if (inputs.length > 0 && !capabilities.vision) {
     throw invalidRequest(
-      `The model '${model.definition.id}' does not accept images (it was loaded without a multimodal projector).`,
+      `The model '${model.id}' does not accept images (it has no multimodal projector).`,
       inputs[0]?.param ?? null,
       'model_not_supported',
     );
   }
-  const prepared = await images.prepare(inputs, model.imagePolicy, signal);
+  if (inputs.length > capabilities.maxImagesPerRequest) {
+    throw invalidRequest(
+      `Too many images: ${inputs.length} in one request, at most ${capabilities.maxImagesPerRequest} are allowed for model '${model.id}'.`,
+      'messages',
+      'too_many_images',
+    );
+  }
+  const prepared = await images.prepare(inputs, imagePolicy, signal);
   let next = 0;
   const messages = chat.messages.map((message) => toEngineMessage(message, () => prepared[next++] as EngineImage));
   return { messages, imageTokens: prepared.map((image) => image.tokens) };

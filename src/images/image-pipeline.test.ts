@@ -76,15 +76,18 @@ describe('ImagePipeline', () => {
     });
   });
 
-  it('reports a shared URL failure under each part that used it', async () => {
+  it('fetches a URL shared by several parts once, and names the first part that used it when it fails', async () => {
     const fetcher = new FakeFetcher({});
     const pipeline = new ImagePipeline({ limits: LIMITS }, { fetcher });
-    await assert.rejects(pipeline.prepare([input('https://x.test/missing.png', 2)], GENERIC_IMAGE_POLICY), (error: unknown) => {
+    const png = dataUri(await makeImage({ width: 8, height: 8 }));
+    const missing = 'https://x.test/missing.png';
+    await assert.rejects(pipeline.prepare([input(png, 0), input(missing, 2), input(missing, 4)], GENERIC_IMAGE_POLICY), (error: unknown) => {
       assert.ok(error instanceof IrisError);
       assert.equal(error.code, 'image_fetch_failed');
       assert.equal(error.param, 'messages[0].content[2].image_url.url');
       assert.match(error.message, /content\[2\]/);
       return true;
     });
+    assert.deepEqual(fetcher.calls, [missing], 'one fetch for both parts');
   });
 });

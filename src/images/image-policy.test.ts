@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 
 import type { GgufValue } from '../models/gguf-reader.js';
 import { ggufValue } from '../synth/gguf-writer.js';
-import { expectedImageTokens, synthesizeModel } from '../synth/recipes.js';
+import { synthesizeModel } from '../synth/recipes.js';
 import {
   GENERIC_IMAGE_POLICY,
   imagePolicyFromMetadata,
@@ -51,14 +51,34 @@ describe('image policy from mmproj metadata', () => {
     });
   });
 
-  it('predicts the same idefics3 tokens as the recipes (which real llama-server runs confirm)', () => {
-    const tiling = clip('idefics3', 32, 8, { 'clip.vision.projector.scale_factor': ggufValue.u32(2) });
-    for (const [width, height] of [[32, 32], [96, 64], [128, 128], [40, 200], [17, 3], [250, 250]] as const) {
-      assert.equal(imageTokenCount(tiling, width, height), expectedImageTokens('tiny-tiling', width, height), `${width}x${height}`);
+  it('predicts idefics3 tokens as libmtmd lays them out (counts confirmed against llama-server in images-detail)', () => {
+    // Written out by hand, not computed by the code under test: with T tokens per tile, an image is an
+    // overview ("\n\n" <fake_token_around_image> <global-img> [T] <fake_token_around_image> = T + 4) plus, per
+    // tile of the grid, <fake_token_around_image> <row_r_col_c> [T] (T + 2), plus a "\n" between tile rows.
+    const tiling = clip('idefics3', 32, 8, { 'clip.vision.projector.scale_factor': ggufValue.u32(2) }); // T = 4
+    const tilingCases: [number, number, number][] = [
+      [32, 32, 8 + 1 * 6], // 1x1 grid
+      [96, 64, 8 + 6 * 6 + 1], // 3x2
+      [128, 128, 8 + 16 * 6 + 3], // 4x4
+      [40, 200, 8 + 6 * 6 + 5], // 1x6 (sides rounded to the nearest tile: 40/32 -> 1, 200/32 -> 6)
+      [17, 3, 8 + 1 * 6], // at least one tile per side
+      [250, 250, 8 + 64 * 6 + 7], // 8x8 (7.8 rounds up)
+    ];
+    for (const [width, height, tokens] of tilingCases) {
+      assert.equal(imageTokenCount(tiling, width, height), tokens, `${width}x${height}`);
     }
+    // SmolVLM with preproc_image_size 2048: T = (512/16/4)^2 = 64; the longest edge is scaled to 2048 and the
+    // grid follows the aspect ratio alone.
     const smolvlm = clip('idefics3', 512, 16, { 'clip.vision.projector.scale_factor': ggufValue.u32(4), 'clip.vision.preproc_image_size': ggufValue.u32(2048) });
-    for (const [width, height] of [[512, 512], [64, 64], [300, 200], [4000, 3000], [1000, 4000]] as const) {
-      assert.equal(imageTokenCount(smolvlm, width, height), expectedImageTokens('smolvlm', width, height), `${width}x${height}`);
+    const smolvlmCases: [number, number, number][] = [
+      [512, 512, 68 + 16 * 66 + 3], // 2048x2048: 4x4
+      [64, 64, 68 + 16 * 66 + 3], // the size does not matter, only the aspect ratio
+      [300, 200, 68 + 12 * 66 + 2], // 2048x1366: 4x3
+      [4000, 3000, 68 + 12 * 66 + 2], // 2048x1536: 4x3
+      [1000, 4000, 68 + 4 * 66 + 3], // 512x2048: 1x4
+    ];
+    for (const [width, height, tokens] of smolvlmCases) {
+      assert.equal(imageTokenCount(smolvlm, width, height), tokens, `${width}x${height}`);
     }
   });
 

@@ -10,7 +10,7 @@
  * evicted under it.
  */
 import prettyBytes from 'pretty-bytes';
-import type { Engine } from '../engines/engine.js';
+import type { Engine, EngineCapabilities } from '../engines/engine.js';
 import { IrisError, engineUnavailable, modelNotFound } from '../errors.js';
 import type { ImagePolicy } from '../images/image-policy.js';
 import type { Logger } from '../logger.js';
@@ -52,18 +52,34 @@ export interface ModelLease {
   definition: ModelDefinition;
   engine: Engine;
   scheduler: ModelScheduler;
-  /** How images are sized and counted for this model (derived from its projector). */
-  imagePolicy: ImagePolicy;
   release(): void;
 }
 
+/** What a request to a model may carry, known before its engine starts. */
+export interface ModelAdmission {
+  /** What the model's engine takes (declared by the engine for these settings). */
+  capabilities: EngineCapabilities;
+  /** How images are sized and counted for this model (derived from its projector). */
+  imagePolicy: ImagePolicy;
+}
+
+/**
+ * A registered model, resolved once per request. Admission runs in the order a user expects: check the
+ * request against {@link admission} (files at hand, nothing started), then {@link lease} (load, memory),
+ * then a slot of the lease's scheduler.
+ */
+export interface ModelHandle {
+  readonly definition: ModelDefinition;
+  /** Gets the model's files ready (pulling them if needed) and says what it takes, without starting it. */
+  admission(signal?: AbortSignal): Promise<ModelAdmission>;
+  /** Holds the model for one request, loading it first if needed (concurrent callers share one load). */
+  lease(signal?: AbortSignal): Promise<ModelLease>;
+}
+
 /** A model whose files are at hand (pulled if they had to be), ready to start. */
-export interface PreparedModel {
+export interface PreparedModel extends ModelAdmission {
   /** Estimated resident memory once loaded, in bytes (0 for a remote engine). */
   memoryBytes: number;
-  imagePolicy: ImagePolicy;
-  /** Whether it really accepts images (it has a projector). */
-  vision: boolean;
   /** Creates (but does not start) its engine. */
   createEngine(): Engine;
 }
@@ -99,6 +115,7 @@ interface Entry {
   /** Memory counted against the budget: while loading or loaded. */
   reservedBytes: number;
   active: number;
+  /** When it was last used, on the registry's use counter (orders eviction; ties are impossible). */
   lastUsed: number;
   idleTimer: NodeJS.Timeout | undefined;
 }
@@ -107,9 +124,10 @@ interface Entry {
 export class ModelRegistry {
   #entries = new Map<string, Entry>();
   #aliases = new Map<string, string>();
-  #discovering = new Map<string, Promise<ModelDefinition>>();
+  #discovering = new Map<string, Promise<Entry>>();
   #deps: ModelRegistryDeps;
   #disposed = false;
+  #uses = 0;
 
   constructor(definitions: readonly ModelDefinition[], deps: ModelRegistryDeps) {
     this.#deps = deps;
@@ -141,13 +159,18 @@ export class ModelRegistry {
   }
 
   /**
-   * The definition of a model, discovering (registering) it first when it is not registered but can be
-   * pulled on demand. Concurrent lookups of the same new id share one discovery. Throws 404 for ids nobody
-   * serves, and whatever discovery throws (e.g. 400 for a model the embedded engine cannot run).
+   * Resolves a model id (or alias) once for a request, discovering (registering) it first when it is not
+   * registered but can be pulled on demand. Concurrent lookups of the same new id share one discovery.
+   * Throws 404 for ids nobody serves, and whatever discovery throws (e.g. 400 for a model the embedded
+   * engine cannot run).
    */
-  async find(id: string): Promise<ModelDefinition> {
+  async resolve(id: string): Promise<ModelHandle> {
+    return this.#handle(await this.#find(id));
+  }
+
+  async #find(id: string): Promise<Entry> {
     const known = this.#entries.get(this.#aliases.get(id) ?? id);
-    if (known) return known.definition;
+    if (known) return known;
     const discover = this.#deps.discover;
     if (!discover || this.#disposed) throw modelNotFound(id);
     let pending = this.#discovering.get(id);
@@ -157,11 +180,22 @@ export class ModelRegistry {
         if (!definition) throw modelNotFound(id);
         if (!this.#entries.has(definition.id)) this.add(definition);
         if (definition.id !== id) this.#aliases.set(id, definition.id);
-        return this.#entry(definition.id).definition;
+        return this.#entry(definition.id);
       })().finally(() => this.#discovering.delete(id));
       this.#discovering.set(id, pending);
     }
     return pending;
+  }
+
+  #handle(entry: Entry): ModelHandle {
+    return {
+      // A getter: the definition learns the model's real vision support once its files are at hand.
+      get definition() {
+        return entry.definition;
+      },
+      admission: async (signal) => this.#prepare(entry, signal),
+      lease: async (signal) => this.#lease(entry, signal),
+    };
   }
 
   /** Every model with its state, in registration order. */
@@ -182,10 +216,9 @@ export class ModelRegistry {
 
   /**
    * Holds a model for one request, loading it first if needed (concurrent callers share one load).
-   * Rejects with 404 for an unknown id and 503 when it cannot be loaded or does not fit the memory budget.
+   * Rejects with 503 when it cannot be loaded or does not fit the memory budget.
    */
-  async acquire(id: string, signal?: AbortSignal): Promise<ModelLease> {
-    const entry = this.#entry(id);
+  async #lease(entry: Entry, signal?: AbortSignal): Promise<ModelLease> {
     if (this.#disposed) throw engineUnavailable('The server is shutting down.', 'shutting_down');
     entry.active += 1;
     this.#clearIdleTimer(entry);
@@ -198,19 +231,17 @@ export class ModelRegistry {
       this.#scheduleIdleUnload(entry);
       throw error;
     }
-    entry.lastUsed = Date.now();
+    entry.lastUsed = ++this.#uses;
     let released = false;
-    const prepared = await entry.prepared;
     return {
       definition: entry.definition,
       engine,
       scheduler: entry.scheduler,
-      imagePolicy: prepared!.imagePolicy,
       release: () => {
         if (released) return;
         released = true;
         entry.active -= 1;
-        entry.lastUsed = Date.now();
+        entry.lastUsed = ++this.#uses;
         this.#scheduleIdleUnload(entry);
       },
     };
@@ -221,7 +252,7 @@ export class ModelRegistry {
     await Promise.all(
       ids.map(async (id) => {
         try {
-          (await this.acquire(id)).release();
+          (await this.#lease(this.#entry(id))).release();
         } catch (error) {
           this.#deps.logger.error({ model: id, err: error }, 'preloading the model failed');
         }
@@ -272,20 +303,14 @@ export class ModelRegistry {
     let victims: Entry[];
     let prepared: PreparedModel;
     try {
-      // The first caller's signal only stops its own wait for a pull; the pull itself goes on for the cache.
-      entry.prepared ??= this.#deps.prepare(entry.definition, signal);
-      prepared = await entry.prepared;
-      entry.memoryBytes = prepared.memoryBytes;
-      entry.definition = { ...entry.definition, vision: prepared.vision };
+      prepared = await this.#prepare(entry, signal);
       // Synchronous from here to the reservation, so two loads cannot both take the same free memory.
-      victims = this.#makeRoom(entry, entry.memoryBytes);
+      victims = this.#makeRoom(entry, prepared.memoryBytes);
     } catch (error) {
-      // A model too large for the budget stays too large; anything else (a failed pull) is tried afresh.
-      if (!(error instanceof IrisError && error.code === 'model_unavailable' && entry.memoryBytes !== undefined)) entry.prepared = undefined;
       entry.state = 'unloaded';
       throw error;
     }
-    entry.reservedBytes = entry.memoryBytes;
+    entry.reservedBytes = prepared.memoryBytes;
     for (const victim of victims) this.#unload(victim, `making room for '${id}'`);
     await Promise.all(victims.map((victim) => victim.unloading));
 
@@ -306,10 +331,30 @@ export class ModelRegistry {
     }
     entry.engine = engine;
     entry.state = 'loaded';
-    entry.lastUsed = Date.now();
+    entry.lastUsed = ++this.#uses;
     logger.info({ model: id, ms: Date.now() - started }, 'model loaded');
     this.#scheduleIdleUnload(entry);
     return engine;
+  }
+
+  /**
+   * The model's files at hand and what it takes, shared by every caller until it fails: a failed pull is
+   * tried afresh by the next request. The first caller's signal only stops its own wait for a pull; the
+   * pull itself goes on for the cache.
+   */
+  #prepare(entry: Entry, signal: AbortSignal | undefined): Promise<PreparedModel> {
+    entry.prepared ??= this.#deps.prepare(entry.definition, signal).then(
+      (prepared) => {
+        entry.memoryBytes = prepared.memoryBytes;
+        entry.definition = { ...entry.definition, vision: prepared.capabilities.vision };
+        return prepared;
+      },
+      (error: unknown) => {
+        entry.prepared = undefined;
+        throw error;
+      },
+    );
+    return entry.prepared;
   }
 
   /** Picks idle models to unload (least recently used first) so that `needed` bytes fit; throws 503 if they cannot. */

@@ -59,23 +59,20 @@ export class ModelSources {
     const { config, logger } = this.#deps;
     const upstream = model.upstream;
     if (upstream !== undefined) {
+      const settings = {
+        id: model.id,
+        endpoints: upstream.endpoints,
+        model: upstream.model ?? model.id,
+        vision: upstream.vision,
+        maxImagesPerRequest: config.limits.maxImagesPerRequest,
+        timeoutMs: upstream.timeoutMs,
+      };
       // The remote server sizes images for its own model; Iris only normalizes them (orientation, format).
       return {
         memoryBytes: 0,
         imagePolicy: GENERIC_IMAGE_POLICY,
-        vision: upstream.vision,
-        createEngine: (): Engine =>
-          new OpenAIUpstreamEngine(
-            {
-              id: model.id,
-              endpoints: upstream.endpoints,
-              model: upstream.model ?? model.id,
-              vision: upstream.vision,
-              maxImagesPerRequest: config.limits.maxImagesPerRequest,
-              timeoutMs: upstream.timeoutMs,
-            },
-            { logger, userAgent: this.#deps.userAgent },
-          ),
+        capabilities: OpenAIUpstreamEngine.capabilitiesFor(settings),
+        createEngine: (): Engine => new OpenAIUpstreamEngine(settings, { logger, userAgent: this.#deps.userAgent }),
       };
     }
     let files = { model: model.model ?? '', mmproj: model.mmproj, chatTemplate: model.chatTemplate, context: model.context ?? DEFAULT_CONTEXT };
@@ -93,26 +90,23 @@ export class ModelSources {
       this.#imagePolicy(model.id, files.mmproj),
       this.#deps.llamaServer(),
     ]);
+    const settings = {
+      id: model.id,
+      binary,
+      model: files.model,
+      mmproj: files.mmproj,
+      chatTemplate: files.chatTemplate,
+      context: files.context,
+      slots: model.slots,
+      threads: model.threads,
+      startTimeoutMs: config.llama.startTimeoutMs,
+      maxImagesPerRequest: config.limits.maxImagesPerRequest,
+    };
     return {
       memoryBytes: estimate.totalBytes,
       imagePolicy,
-      vision: files.mmproj !== undefined,
-      createEngine: (): Engine =>
-        new LlamaServerEngine(
-          {
-            id: model.id,
-            binary,
-            model: files.model,
-            mmproj: files.mmproj,
-            chatTemplate: files.chatTemplate,
-            context: files.context,
-            slots: model.slots,
-            threads: model.threads,
-            startTimeoutMs: config.llama.startTimeoutMs,
-            maxImagesPerRequest: config.limits.maxImagesPerRequest,
-          },
-          { logger, env: this.#deps.env },
-        ),
+      capabilities: LlamaServerEngine.capabilitiesFor(settings),
+      createEngine: (): Engine => new LlamaServerEngine(settings, { logger, env: this.#deps.env }),
     };
   };
 

@@ -205,6 +205,30 @@ describe('model lifecycle', () => {
     }
   });
 
+  test('a request whose image is bad is refused before its model is loaded', async () => {
+    const iris = await serveBoth({});
+    try {
+      const post = (content: unknown) =>
+        fetch(`${iris.baseUrl}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: SMALL, max_tokens: 2, messages: [{ role: 'user', content }] }),
+        });
+      const notAnImage = await post([{ type: 'image_url', image_url: { url: `data:image/png;base64,${Buffer.from('not an image at all').toString('base64')}` } }]);
+      assert.equal(notAnImage.status, 400);
+      assert.equal(((await notAnImage.json()) as any).error.code, 'invalid_image');
+      const refusedUrl = await post([{ type: 'image_url', image_url: { url: 'http://127.0.0.1:1/cat.png' } }]);
+      assert.equal(refusedUrl.status, 400);
+      assert.equal(((await refusedUrl.json()) as any).error.code, 'invalid_image_url');
+      assert.equal(startsOf(iris, SMALL), 0, 'no llama-server was started for requests refused for their images');
+      assert.equal((await models(iris)).get(SMALL).loaded, false);
+      await ask(iris, SMALL);
+      assert.equal(startsOf(iris, SMALL), 1);
+    } finally {
+      await iris.stop();
+    }
+  });
+
   test('preloaded models are loaded before /ready says ready', async () => {
     const iris = await serveBoth({ preload: [LARGER] });
     try {

@@ -38,11 +38,13 @@ export class LlamaServerEngine implements Engine {
   constructor(settings: LlamaServerSettings & { maxImagesPerRequest: number }, deps: LlamaServerEngineDeps) {
     this.process = new LlamaServerProcess(settings, deps);
     this.#logger = deps.logger.child({ model: settings.id });
-    this.capabilities = {
-      vision: settings.mmproj !== undefined,
-      maxImagesPerRequest: settings.mmproj === undefined ? 0 : settings.maxImagesPerRequest,
-      fetchesUrls: false,
-    };
+    this.capabilities = LlamaServerEngine.capabilitiesFor(settings);
+  }
+
+  /** What a model run with these settings takes: images only with a projector. */
+  static capabilitiesFor(settings: { mmproj?: string | undefined; maxImagesPerRequest: number }): EngineCapabilities {
+    const vision = settings.mmproj !== undefined;
+    return { vision, maxImagesPerRequest: vision ? settings.maxImagesPerRequest : 0 };
   }
 
   isReady(): boolean {

@@ -157,11 +157,7 @@ export class OpenAIUpstreamEngine implements Engine {
     this.#logger = deps.logger.child({ model: settings.id, engine: 'openai-upstream' });
     this.#userAgent = deps.userAgent ?? 'iris';
     this.#now = deps.now ?? Date.now;
-    this.capabilities = {
-      vision: settings.vision,
-      maxImagesPerRequest: settings.vision ? settings.maxImagesPerRequest : 0,
-      fetchesUrls: false,
-    };
+    this.capabilities = OpenAIUpstreamEngine.capabilitiesFor(settings);
     this.#agent = new Agent({ keepAliveTimeout: 30_000, connect: { timeout: settings.timeoutMs } });
     this.#pool = new EndpointPool(settings.endpoints, {
       cooldownMs: settings.cooldownMs ?? 10_000,
@@ -402,6 +398,11 @@ export class OpenAIUpstreamEngine implements Engine {
       ? ` (last: endpoint ${soonest.number}: ${soonest.reason}; next try in ${Math.max(0, Math.ceil((soonest.retryAt - this.#now()) / 1000))} s)`
       : '';
     return engineUnavailable(`Model '${this.#settings.id}' is unavailable: every upstream endpoint is failing${detail}. Retry later.`);
+  }
+
+  /** What a remote model with these settings takes, as configured (`vision`). */
+  static capabilitiesFor(settings: { vision: boolean; maxImagesPerRequest: number }): EngineCapabilities {
+    return { vision: settings.vision, maxImagesPerRequest: settings.vision ? settings.maxImagesPerRequest : 0 };
   }
 
   #checkImages(request: EngineRequest): void {

@@ -36,16 +36,18 @@ export function registerChatCompletions(app: FastifyInstance, deps: ChatCompleti
 
 async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: ChatCompletionsDeps): Promise<unknown> {
   const chat = parseChatRequest(request.body);
-  const definition = await deps.registry.find(chat.model);
+  const model = await deps.registry.resolve(chat.model);
   const abort = abortOnDisconnect(request, reply);
   let lease: ModelLease | undefined;
   let releaseSlot: (() => void) | undefined;
   try {
-    // Loading first: how images are sized depends on the model's projector, known once its files are here.
-    lease = await deps.registry.acquire(definition.id, abort.signal);
-    const { messages, imageTokens } = await toEngineInputs(chat, lease, deps.images, abort.signal);
+    // Admission in the order a user expects: the images are checked and prepared against what the model
+    // takes (known from its files, nothing started) before the model is loaded, then a slot.
+    const admission = await model.admission(abort.signal);
+    const { messages, imageTokens } = await toEngineInputs(chat, { id: model.definition.id, admission }, deps.images, abort.signal);
     const images = totalImageTokens(imageTokens);
     const engineRequest = { messages, params: toGenerationParams(chat), signal: abort.signal };
+    lease = await model.lease(abort.signal);
     releaseSlot = await lease.scheduler.acquire(abort.signal);
     const identity = newCompletionIdentity(chat.model, deps.fingerprint);
     if (chat.stream) return await streamCompletion(reply, chat, lease.engine, engineRequest, identity, images);

@@ -36,15 +36,17 @@ export function registerTokenize(app: FastifyInstance, deps: TokenizeDeps): void
 
 async function handleTokenize(request: FastifyRequest, reply: FastifyReply, deps: TokenizeDeps): Promise<TokenizeResponse> {
   const chat = parseChatRequest(request.body);
-  const model = await deps.registry.find(chat.model);
+  const model = await deps.registry.resolve(chat.model);
+  const id = model.definition.id;
   const abort = abortOnDisconnect(request, reply);
   let lease: ModelLease | undefined;
   try {
-    lease = await deps.registry.acquire(model.id, abort.signal);
-    const { messages, imageTokens } = await toEngineInputs(chat, lease, deps.images, abort.signal);
+    const admission = await model.admission(abort.signal);
+    const { messages, imageTokens } = await toEngineInputs(chat, { id, admission }, deps.images, abort.signal);
+    lease = await model.lease(abort.signal);
     const engine = lease.engine;
     if (engine.countPromptTokens === undefined) {
-      throw invalidRequest(`The model '${model.id}' cannot count tokens without generating.`, 'model', 'model_not_supported');
+      throw invalidRequest(`The model '${id}' cannot count tokens without generating.`, 'model', 'model_not_supported');
     }
     const promptTokens = await engine.countPromptTokens({ messages, signal: abort.signal });
     return { prompt_tokens: promptTokens, image_tokens: imageTokens.map((tokens) => tokens ?? null) };
