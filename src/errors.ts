@@ -1,10 +1,19 @@
 /**
- * The one error tree of Iris. Every failure that reaches a client is an {@link IrisError}: it carries the
- * HTTP status, the OpenAI error `type`, a stable machine-readable `code`, and the request field it is about
- * (`param`). The HTTP layer renders it in one place as `{"error":{"message","type","param","code"}}`.
+ * The one error tree of Iris.
  *
- * Code that calls out (fetch, sharp, child processes) wraps what it catches in one of these, keeping the
- * original error as `cause`.
+ * - {@link IrisError}: every failure a client can see. It carries the HTTP status, the OpenAI error `type`,
+ *   a stable machine-readable `code`, and the request field it is about (`param`); the HTTP layer renders
+ *   it in one place as `{"error":{"message","type","param","code"}}`. Each kind is built by a named
+ *   constructor below (`modelNotFound(id)`, `invalidRequest(message, param)`, `tooManyRequests(message)`,
+ *   ...); no other module picks a status, type or code by hand.
+ * - {@link OperatorError}: a mistake by whoever runs Iris (command line, environment, config file). The CLI
+ *   prints its message as one line and exits with status 2. {@link ConfigError} and {@link CliUsageError}
+ *   are its kinds here; `images/media-host-rules.ts` adds `MediaHostRuleError`.
+ *
+ * To add a client-visible error: add its code to {@link IrisErrorCode} (never rename one) and a named
+ * constructor here that fixes status, type and code, with JSDoc saying when it is used; call it where the
+ * error happens. Code that calls out (fetch, sharp, child processes) wraps what it catches in one of these,
+ * keeping the original error as `cause`.
  */
 
 /** OpenAI error `type` values used by Iris. */
@@ -76,6 +85,21 @@ export class IrisError extends Error {
     this.param = options.param ?? null;
   }
 
+  /**
+   * The same kind of error (status, type, code) with another message, param or cause: one image fetched
+   * for two parts is reported at each part's field; an internal error gains the request id.
+   */
+  with(changes: { message?: string; param?: string | null; cause?: unknown }): IrisError {
+    const cause = 'cause' in changes ? changes.cause : this.cause;
+    return new IrisError(changes.message ?? this.message, {
+      status: this.status,
+      type: this.type,
+      code: this.code,
+      param: changes.param === undefined ? this.param : changes.param,
+      ...(cause === undefined ? {} : { cause }),
+    });
+  }
+
   /** The OpenAI wire body for this error. */
   toBody(): OpenAIErrorBody {
     return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
@@ -103,19 +127,32 @@ export function invalidRequest(
   });
 }
 
-/** A 404 for a model id nobody serves. */
-export function modelNotFound(model: string): IrisError {
-  return new IrisError(`The model '${model}' does not exist or you do not have access to it.`, {
-    status: 404,
-    type: 'invalid_request_error',
-    code: 'model_not_found',
-    param: 'model',
-  });
+/**
+ * A 404 `model_not_found` about `param: model`: a model id nobody serves, or (with `message`) a model the
+ * hub or the cache does not have, saying why.
+ */
+export function modelNotFound(model: string, message = `The model '${model}' does not exist or you do not have access to it.`): IrisError {
+  return new IrisError(message, { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model' });
 }
 
-/** A 401 for a missing or wrong API key. */
+/** A 409 `model_unavailable`: the model's files are busy (a download is writing them). */
+export function modelBusy(message: string): IrisError {
+  return new IrisError(message, { status: 409, type: 'invalid_request_error', code: 'model_unavailable', param: 'model' });
+}
+
+/** A 404 `not_found` for a path no route serves. */
+export function unknownEndpoint(method: string, path: string): IrisError {
+  return new IrisError(`Unknown endpoint: ${method} ${path}`, { status: 404, type: 'invalid_request_error', code: 'not_found' });
+}
+
+/** A 401 `authentication_error` for a missing or wrong API key. */
 export function invalidApiKey(message = 'Incorrect or missing API key. Send it as "Authorization: Bearer <key>".'): IrisError {
-  return new IrisError(message, { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' });
+  return new IrisError(message, { status: 401, type: 'authentication_error', code: 'invalid_api_key' });
+}
+
+/** A 429 `rate_limit_error` (`server_overloaded` unless told): too many requests wait already; retry later. */
+export function tooManyRequests(message: string, code: IrisErrorCode = 'server_overloaded'): IrisError {
+  return new IrisError(message, { status: 429, type: 'rate_limit_error', code });
 }
 
 /** A 499: the client went away (or cancelled) before the answer was ready. Nobody reads it; logs do. */
@@ -153,6 +190,43 @@ export function engineFailed(message: string, code: IrisErrorCode = 'engine_erro
   });
 }
 
+/** Status, type and code of a model that cannot be served, for error classes that carry more fields (GgufFormatError). */
+export const MODEL_UNAVAILABLE = Object.freeze({
+  status: 503,
+  type: 'service_unavailable_error',
+  code: 'model_unavailable',
+} as const satisfies Omit<IrisErrorOptions, 'param' | 'cause'>);
+
+/** A 503 `hub_unreachable`: the Hugging Face hub (or HF_ENDPOINT's mirror) cannot be reached at all. */
+export function hubUnreachableError(message: string, cause?: unknown): IrisError {
+  return new IrisError(message, {
+    status: 503,
+    type: 'service_unavailable_error',
+    code: 'hub_unreachable',
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
+/** A 502 `download_failed`: the hub refused or broke off a download. */
+export function downloadFailed(message: string, cause?: unknown): IrisError {
+  return new IrisError(message, { status: 502, type: 'server_error', code: 'download_failed', ...(cause === undefined ? {} : { cause }) });
+}
+
+/** A 502 `checksum_mismatch`: a downloaded file is not the one the hub lists. */
+export function checksumMismatch(message: string): IrisError {
+  return new IrisError(message, { status: 502, type: 'server_error', code: 'checksum_mismatch' });
+}
+
+/** A 500 `build_failed`: llama-server could not be built from the pinned source. */
+export function buildFailed(message: string, cause?: unknown): IrisError {
+  return new IrisError(`Building llama-server failed: ${message}`, {
+    status: 500,
+    type: 'server_error',
+    code: 'build_failed',
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
 /** Wraps anything that is not an IrisError as an opaque 500; the cause is logged, never sent. */
 export function toIrisError(error: unknown): IrisError {
   if (error instanceof IrisError) return error;
@@ -163,3 +237,21 @@ export function toIrisError(error: unknown): IrisError {
     cause: error,
   });
 }
+
+/**
+ * A mistake by whoever runs Iris (a flag, an environment variable, the config file, the machine's set-up),
+ * found at startup or by a CLI command. The CLI prints the message as one line, without a stack trace, and
+ * exits with status 2. Never sent to an API client.
+ */
+export class OperatorError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Invalid configuration; the message names the flag, the env var or the config file key. */
+export class ConfigError extends OperatorError {}
+
+/** A mistake in the command line (unknown command, missing argument, unsafe combination of options). */
+export class CliUsageError extends OperatorError {}

@@ -3,15 +3,14 @@
  * Composition root and CLI entry: `iris <command> [options]`. Commands live in src/cli/, one file each.
  * This file and config/ are the only places that touch process.env and process.argv.
  */
-import { ConfigError } from './config/load-config.js';
 import { buildCommand } from './cli/build.js';
-import { CliUsageError, IRIS_VERSION } from './cli/cli-support.js';
+import { IRIS_VERSION } from './cli/cli-support.js';
 import { modelsCommand } from './cli/models.js';
 import { pullCommand } from './cli/pull.js';
 import { rmCommand } from './cli/rm.js';
 import { serveCommand } from './cli/serve.js';
 import { synthCommand } from './cli/synth.js';
-import { IrisError } from './errors.js';
+import { CliUsageError, IrisError, OperatorError } from './errors.js';
 
 const USAGE = `Usage: iris <command> [options]
 
@@ -58,7 +57,7 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  if (error instanceof CliUsageError || error instanceof ConfigError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+  if (error instanceof OperatorError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
     process.stderr.write(`iris: ${(error as Error).message}\n`);
     process.exit(2);
   }

@@ -7,7 +7,7 @@ import prettyBytes from 'pretty-bytes';
 import { loadConfig } from '../config/load-config.js';
 import { createLogger } from '../logger.js';
 import { consoleProgress, pullModel, type PulledModel } from '../models/hub/index.js';
-import { CliUsageError } from './cli-support.js';
+import { CliUsageError } from '../errors.js';
 
 /** Help text of `iris pull`. */
 export const PULL_USAGE = `Usage: iris pull <model>[:QUANT]... [options]

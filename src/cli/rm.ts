@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load-config.js';
 import { resolveCatalogId } from '../models/catalog.js';
 import { removeCachedModel, repoCacheDir } from '../models/hub/index.js';
-import { CliUsageError } from './cli-support.js';
+import { CliUsageError } from '../errors.js';
 
 /** Help text of `iris rm`. */
 export const RM_USAGE = `Usage: iris rm <model>[:QUANT]... [options]

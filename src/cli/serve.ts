@@ -3,7 +3,7 @@
  * supervised engine per model, and serve the HTTP API until SIGTERM/SIGINT, then dispose in reverse order.
  */
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../config/load-config.js';
+import { loadConfig } from '../config/load-config.js';
 import type { IrisConfig, ModelConfig } from '../config/config.js';
 import { ensureLlamaServer } from '../engines/llama-runner/build-llama-server.js';
 import { isLoopbackHost } from '../http/auth.js';
@@ -15,7 +15,8 @@ import { createLogger, type Logger } from '../logger.js';
 import { resolveDefaultModel } from '../models/default-model.js';
 import { ModelRegistry } from '../models/model-registry.js';
 import { ModelSources } from '../models/model-sources.js';
-import { CliUsageError, IRIS_VERSION } from './cli-support.js';
+import { CliUsageError, ConfigError } from '../errors.js';
+import { IRIS_VERSION } from './cli-support.js';
 
 /** Help text of `iris serve`. */
 export const SERVE_USAGE = `Usage: iris serve [options]

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { synthesizeModel, type SynthSize } from '../synth/recipes.js';
-import { CliUsageError } from './cli-support.js';
+import { CliUsageError } from '../errors.js';
 
 /** Help text of `iris synth`. */
 export const SYNTH_USAGE = `Usage: iris synth --out DIR [--size tiny|tiny-tiling|smolvlm] [--seed N]

@@ -3,7 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, test } from 'node:test';
-import { ConfigError, loadConfig } from './load-config.js';
+import { ConfigError } from '../errors.js';
+import { loadConfig } from './load-config.js';
 
 describe('loadConfig', () => {
   let dir: string;

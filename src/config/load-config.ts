@@ -8,6 +8,8 @@ import { homedir } from 'node:os';
 import { join, resolve, dirname, isAbsolute } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { deepFreeze } from './deep-freeze.js';
 import { configSchema, type IrisConfig } from './config.js';
 
 /** Options of `iris serve` that feed the config (all optional). */
@@ -34,13 +36,6 @@ export interface ConfigFlags {
   logLevel?: string | undefined;
 }
 
-/** Thrown when configuration is invalid; the message names the flag, env var or file key. */
-export class ConfigError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ConfigError';
-  }
-}
 
 /** Where each config key can be set, for error messages. */
 const SOURCES: Record<string, string> = {
@@ -232,12 +227,4 @@ function describeIssues(error: z.ZodError): string {
     return `- ${key || '(root)'}: ${issue.message}${where}`;
   });
   return `Invalid configuration:\n${lines.join('\n')}`;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object') {
-    for (const inner of Object.values(value)) deepFreeze(inner);
-    Object.freeze(value);
-  }
-  return value;
 }

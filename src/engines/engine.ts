@@ -7,6 +7,7 @@
  * Inside Iris a stream is an async iterable of typed {@link StreamPart}s; SSE exists only at the HTTP edge.
  */
 import type { IrisError } from '../errors.js';
+import type { EngineUsage, FinishReason } from '../protocol/generation-result.js';
 
 /**
  * What an engine can take. Each engine class declares it for its settings (a static `capabilitiesFor`), so
@@ -63,17 +64,8 @@ export interface EngineRequest {
   signal: AbortSignal;
 }
 
-/** Token counts of one completion. */
-export interface EngineUsage {
-  /** Prompt tokens, image tokens included, as the engine counted them. */
-  promptTokens: number;
-  completionTokens: number;
-  /** Prompt tokens served from the engine's prompt cache. */
-  cachedTokens?: number;
-}
-
-/** Why generation ended. */
-export type FinishReason = 'stop' | 'length';
+// Usage and finish reason are part of the wire format; engines report them in protocol's terms.
+export type { EngineUsage, FinishReason } from '../protocol/generation-result.js';
 
 /** A finished, non-streamed completion. */
 export interface EngineCompletion {

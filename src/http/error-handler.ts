@@ -5,7 +5,7 @@
  * 500 that carries the request id and never a stack trace.
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { IrisError, invalidRequest, payloadTooLarge, toIrisError } from '../errors.js';
+import { IrisError, invalidRequest, payloadTooLarge, toIrisError, unknownEndpoint } from '../errors.js';
 
 /** Maps an error thrown anywhere in a request to the IrisError the client sees. */
 export function toClientError(error: unknown, requestId: string): IrisError {
@@ -35,12 +35,7 @@ export function toClientError(error: unknown, requestId: string): IrisError {
     return invalidRequest(fastifyError.message ?? 'Invalid request.', null, 'invalid_request');
   }
   const internal = toIrisError(error);
-  return new IrisError(`${internal.message} (request id ${requestId})`, {
-    status: internal.status,
-    type: internal.type,
-    code: internal.code,
-    cause: error,
-  });
+  return internal.with({ message: `${internal.message} (request id ${requestId})`, cause: error });
 }
 
 /** Installs the error and not-found handlers. */
@@ -53,11 +48,7 @@ export function installErrorHandler(app: FastifyInstance): void {
     void reply.status(clientError.status).type('application/json').send(clientError.toBody());
   });
   app.setNotFoundHandler((request, reply) => {
-    const error = new IrisError(`Unknown endpoint: ${request.method} ${request.url.split('?')[0]}`, {
-      status: 404,
-      type: 'invalid_request_error',
-      code: 'not_found',
-    });
+    const error = unknownEndpoint(request.method, request.url.split('?')[0] ?? request.url);
     void reply.status(404).send(error.toBody());
   });
 }

@@ -193,13 +193,7 @@ function chargeBudget(budget: ByteBudget, bytes: number, param: string): void {
  */
 function rename(error: unknown, param: string): unknown {
   if (!(error instanceof IrisError) || error.param === null || error.param === param || error.code === 'request_cancelled') return error;
-  return new IrisError(error.message.split(`'${error.param}'`).join(`'${param}'`), {
-    status: error.status,
-    type: error.type,
-    code: error.code,
-    param,
-    cause: error.cause,
-  });
+  return error.with({ message: error.message.split(`'${error.param}'`).join(`'${param}'`), param });
 }
 
 function sha256(bytes: Uint8Array): string {

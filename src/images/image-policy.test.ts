@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import type { GgufValue } from '../models/gguf-reader.js';
-import { ggufValue } from '../synth/gguf-writer.js';
+import type { GgufValue } from '../gguf/gguf-format.js';
+import { ggufValue } from '../gguf/gguf-values.js';
 import { synthesizeModel } from '../synth/recipes.js';
 import {
   GENERIC_IMAGE_POLICY,

@@ -23,7 +23,9 @@
  * is `high` without enlarging. Iris only ever shrinks below what the model would use, never hands over more.
  */
 import type { ImageDetail } from '../protocol/chat-request.js';
-import { readGgufMetadata, type GgufValue } from '../models/gguf-reader.js';
+import type { GgufValue } from '../gguf/gguf-format.js';
+import { readGgufMetadata } from '../gguf/gguf-reader.js';
+import { ggufNumber, ggufString } from '../gguf/gguf-values.js';
 
 /** Fields every policy has. */
 interface PolicyBase {
@@ -97,15 +99,10 @@ export async function imagePolicyFromMmproj(path: string): Promise<ImagePolicy> 
 
 /** Derives the policy from mmproj metadata (see the module comment for the families). */
 export function imagePolicyFromMetadata(metadata: Readonly<Record<string, GgufValue>>): ImagePolicy {
-  const text = (key: string): string | undefined => {
-    const value = metadata[key];
-    return value?.type === 'string' ? value.value : undefined;
-  };
+  const text = (key: string): string | undefined => ggufString(metadata[key]);
   const integer = (key: string): number | undefined => {
-    const value = metadata[key];
-    if (value === undefined) return undefined;
-    const number = typeof value.value === 'bigint' ? Number(value.value) : value.value;
-    return typeof number === 'number' && Number.isInteger(number) && number > 0 && number < 1_000_000 ? number : undefined;
+    const number = ggufNumber(metadata[key]);
+    return number !== undefined && Number.isInteger(number) && number > 0 && number < 1_000_000 ? number : undefined;
   };
   const projector = text('clip.vision.projector_type') ?? text('clip.projector_type') ?? 'mlp';
   const imageSize = integer('clip.vision.image_size');

@@ -15,6 +15,8 @@
  */
 import ipaddr from 'ipaddr.js';
 
+import { OperatorError } from '../errors.js';
+
 /** Why an address is refused; absent when it is a public unicast address. */
 export type ForbiddenAddressKind =
   | 'loopback'
@@ -37,12 +39,7 @@ type HostRule =
 export type HostVerdict = { allowed: true } | { allowed: false; reason: string };
 
 /** Thrown when an allow- or deny-list entry cannot be understood; the message names the entry. */
-export class MediaHostRuleError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'MediaHostRuleError';
-  }
-}
+export class MediaHostRuleError extends OperatorError {}
 
 const IPV4_RANGE_KINDS: Readonly<Record<string, ForbiddenAddressKind>> = {
   unspecified: 'unspecified',

@@ -4,7 +4,7 @@ import sharp from 'sharp';
 
 import { makeAnimated, makeBmp, makeImage, makeLargeJpeg, makePixelBomb, makeRotatedJpeg } from '../../test/helpers/images.js';
 import { IrisError } from '../errors.js';
-import { ggufValue } from '../synth/gguf-writer.js';
+import { ggufValue } from '../gguf/gguf-values.js';
 import { imagePolicyFromMetadata } from './image-policy.js';
 import { normalizeImage, restrictImageLoaders } from './normalize-image.js';
 

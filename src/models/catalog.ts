@@ -12,7 +12,8 @@
  * `tools/mtmd/clip-impl.h`. Files are still chosen from the repo's live file list at pull time, so a renamed
  * file degrades to llama.cpp's own selection rule rather than to a 404.
  */
-import { IrisError } from '../errors.js';
+import { deepFreeze } from '../config/deep-freeze.js';
+import { invalidRequest, modelNotFound } from '../errors.js';
 
 /** One model in the catalog. */
 export interface CatalogEntry {
@@ -283,7 +284,7 @@ export function splitQuant(reference: string): { name: string; quant: string | u
   const name = reference.slice(0, colon).trim();
   const quant = reference.slice(colon + 1).trim();
   if (!QUANT.test(quant)) {
-    throw modelError(`'${reference}' does not end in a quantization such as ':Q4_K_M' or ':Q8_0'.`, 'invalid_value', 400);
+    throw invalidRequest(`'${reference}' does not end in a quantization such as ':Q4_K_M' or ':Q8_0'.`, 'model', 'invalid_value');
   }
   return { name, quant: quant.toUpperCase() };
 }
@@ -321,34 +322,16 @@ export function resolveCatalogId(reference: string): ModelReference {
   const wanted = name.toLowerCase();
   const unsupported = UNSUPPORTED_MODELS.find((model) => model.ids.some((id) => id.toLowerCase() === wanted));
   if (unsupported) {
-    throw modelError(
+    throw invalidRequest(
       `'${name}' cannot run in Iris's embedded engine: ${unsupported.reason}. ${REMOTE_ENGINE_HINT}`,
+      'model',
       'model_not_supported',
-      400,
     );
   }
   if (isRepoId(name)) return { kind: 'repo', repo: name, quant };
-  throw modelError(
+  throw modelNotFound(
+    name,
     `'${name}' is not a model Iris knows. Use a catalog id (${CATALOG.map((known) => known.aliases[0]).join(', ')}) ` +
       'or a Hugging Face repo with GGUF files, as owner/repo[:QUANT].',
-    'model_not_found',
-    404,
   );
-}
-
-function modelError(message: string, code: 'model_not_found' | 'model_not_supported' | 'invalid_value', status: number): IrisError {
-  return new IrisError(message, {
-    status,
-    type: 'invalid_request_error',
-    code,
-    param: 'model',
-  });
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object') {
-    for (const inner of Object.values(value)) deepFreeze(inner);
-    Object.freeze(value);
-  }
-  return value;
 }

@@ -6,7 +6,9 @@
  * little pessimistic.
  */
 import { stat } from 'node:fs/promises';
-import { readGgufMetadata, type GgufValue } from './gguf-reader.js';
+import type { GgufValue } from '../gguf/gguf-format.js';
+import { readGgufMetadata } from '../gguf/gguf-reader.js';
+import { ggufNumber, ggufString } from '../gguf/gguf-values.js';
 
 /** Compute buffers, the vision encoder's activations and llama-server itself. */
 const FIXED_OVERHEAD_BYTES = 64 * 1024 * 1024;
@@ -36,7 +38,7 @@ export async function estimateModelMemory(input: MemoryEstimateInput): Promise<M
     input.mmproj === undefined ? Promise.resolve(0) : stat(input.mmproj).then((info) => info.size),
   ]);
   const meta = modelInfo.metadata;
-  const arch = stringValue(meta['general.architecture']) ?? 'llama';
+  const arch = ggufString(meta['general.architecture']) ?? 'llama';
   const layers = numberValue(meta[`${arch}.block_count`]) ?? 0;
   const embedding = numberValue(meta[`${arch}.embedding_length`]) ?? 0;
   const heads = numberValue(meta[`${arch}.attention.head_count`]) ?? 1;
@@ -54,17 +56,12 @@ export async function estimateModelMemory(input: MemoryEstimateInput): Promise<M
 }
 
 function numberValue(value: GgufValue | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value.value === 'number') return value.value;
-  if (typeof value.value === 'bigint') return Number(value.value);
+  const scalar = ggufNumber(value);
+  if (scalar !== undefined) return scalar;
   // Some architectures store per-layer head counts as arrays; the largest bounds the cache.
-  if (value.type === 'array') {
+  if (value?.type === 'array') {
     const numbers = value.value.filter((item): item is number => typeof item === 'number');
     return numbers.length > 0 ? Math.max(...numbers) : undefined;
   }
   return undefined;
-}
-
-function stringValue(value: GgufValue | undefined): string | undefined {
-  return value?.type === 'string' ? value.value : undefined;
 }

@@ -11,7 +11,7 @@
  */
 import prettyBytes from 'pretty-bytes';
 import type { Engine, EngineCapabilities } from '../engines/engine.js';
-import { IrisError, engineUnavailable, modelNotFound } from '../errors.js';
+import { engineUnavailable, modelNotFound } from '../errors.js';
 import type { ImagePolicy } from '../images/image-policy.js';
 import type { Logger } from '../logger.js';
 import { ModelScheduler } from '../scheduler/model-scheduler.js';
@@ -378,10 +378,10 @@ export class ModelRegistry {
       const victim = idle.shift();
       if (!victim) {
         const busy = others.filter((other) => other.reservedBytes > 0).map((other) => other.definition.id);
-        throw new IrisError(
+        throw engineUnavailable(
           `Not enough memory to load model '${id}' (about ${formatBytes(needed)}): the memory budget of ` +
             `${formatBytes(budget)} is held by models serving requests now (${busy.join(', ')}). Retry later.`,
-          { status: 503, type: 'service_unavailable_error', code: 'server_overloaded' },
+          'server_overloaded',
         );
       }
       victims.push(victim);

@@ -4,7 +4,7 @@
  * usage is requested).
  */
 import { randomBytes } from 'node:crypto';
-import type { EngineUsage, FinishReason } from '../engines/engine.js';
+import type { EngineUsage, FinishReason } from './generation-result.js';
 
 /** `usage` of a response. */
 export interface ChatUsage {

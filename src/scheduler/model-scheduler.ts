@@ -9,7 +9,7 @@
  * its slot early (over-admitting the engine). Here the timeout covers the wait alone: a granted slot is held
  * exactly until its release function is called.
  */
-import { IrisError, requestCancelled } from '../errors.js';
+import { engineUnavailable, requestCancelled, tooManyRequests, type IrisError } from '../errors.js';
 
 /** Limits of one model's queue. */
 export interface ModelSchedulerOptions {
@@ -134,9 +134,5 @@ function shuttingDown(): IrisError {
 }
 
 function overloaded(message: string, status: 429 | 503, code: 'server_overloaded' | 'shutting_down' = 'server_overloaded'): IrisError {
-  return new IrisError(message, {
-    status,
-    type: status === 429 ? 'rate_limit_error' : 'service_unavailable_error',
-    code,
-  });
+  return status === 429 ? tooManyRequests(message, code) : engineUnavailable(message, code);
 }

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { readGgufMetadata, type GgufValue } from '../models/gguf-reader.js';
+import type { GgufValue } from '../gguf/gguf-format.js';
+import { readGgufMetadata } from '../gguf/gguf-reader.js';
 import {
   constantFill,
   createPrng,
@@ -13,11 +14,11 @@ import {
   float16BitsToNumber,
   float32ArrayToFloat16Bits,
   float32ToFloat16Bits,
-  ggufValue,
   uniformFill,
   writeGguf,
   type GgufTensorSource,
 } from './gguf-writer.js';
+import { ggufValue } from '../gguf/gguf-values.js';
 
 let directory: string;
 before(async () => {

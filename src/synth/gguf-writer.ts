@@ -6,7 +6,7 @@
  *
  * Written by hand because we need exact control over value types and byte layout (llama.cpp rejects a
  * `uint32` stored as `int32`), deterministic output, and streaming; no maintained npm package offers all
- * three. The format constants come from the reader, `src/models/gguf-reader.ts`.
+ * three. The format's tables come from `src/gguf/gguf-format.ts`.
  */
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
@@ -17,10 +17,10 @@ import {
   GGUF_VALUE_TYPE_IDS,
   ggmlTypeByName,
   type GgufArrayItem,
-  type GgufArrayValue,
   type GgufValue,
   type GgufValueType,
-} from '../models/gguf-reader.js';
+} from '../gguf/gguf-format.js';
+import { ggufValue } from '../gguf/gguf-values.js';
 
 /** Tensor storage types the writer can produce. */
 export type GgufTensorType = 'F32' | 'F16';
@@ -68,23 +68,6 @@ export interface WriteGgufResult {
   /** Absolute offset of the tensor data section. */
   dataOffset: number;
 }
-
-/** Constructors for typed metadata values, e.g. `ggufValue.u32(64)`. */
-export const ggufValue = {
-  u8: (value: number): GgufValue => ({ type: 'uint8', value }),
-  i8: (value: number): GgufValue => ({ type: 'int8', value }),
-  u16: (value: number): GgufValue => ({ type: 'uint16', value }),
-  i16: (value: number): GgufValue => ({ type: 'int16', value }),
-  u32: (value: number): GgufValue => ({ type: 'uint32', value }),
-  i32: (value: number): GgufValue => ({ type: 'int32', value }),
-  u64: (value: bigint | number): GgufValue => ({ type: 'uint64', value: BigInt(value) }),
-  i64: (value: bigint | number): GgufValue => ({ type: 'int64', value: BigInt(value) }),
-  f32: (value: number): GgufValue => ({ type: 'float32', value }),
-  f64: (value: number): GgufValue => ({ type: 'float64', value }),
-  bool: (value: boolean): GgufValue => ({ type: 'bool', value }),
-  str: (value: string): GgufValue => ({ type: 'string', value }),
-  array: (itemType: GgufValueType, value: readonly GgufArrayItem[]): GgufArrayValue => ({ type: 'array', itemType, value: [...value] }),
-} as const;
 
 /**
  * Writes a GGUF v3 file to `path`, streaming tensor data in chunks. Output depends only on the inputs, so

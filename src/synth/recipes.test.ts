@@ -9,7 +9,8 @@ import { after, before, describe, it } from 'node:test';
 
 import sharp from 'sharp';
 
-import { readGgufMetadata, type GgufMetadata, type GgufValue } from '../models/gguf-reader.js';
+import type { GgufMetadata, GgufValue } from '../gguf/gguf-format.js';
+import { readGgufMetadata } from '../gguf/gguf-reader.js';
 import { expectedImageTokens, synthesizeModel, type SynthResult, type SynthSize } from './recipes.js';
 import { llamaServerBinary } from '../../test/helpers/test-env.js';
 

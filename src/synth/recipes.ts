@@ -16,14 +16,14 @@ import {
   constantFill,
   createPrng,
   deriveSeed,
-  ggufValue,
   uniformFill,
   writeGguf,
   type GgufTensorSource,
   type GgufTensorType,
 } from './gguf-writer.js';
 import { idefics3TileGrid } from '../images/image-policy.js';
-import type { GgufValue } from '../models/gguf-reader.js';
+import type { GgufValue } from '../gguf/gguf-format.js';
+import { ggufValue } from '../gguf/gguf-values.js';
 
 /**
  * Which synthetic model to build.

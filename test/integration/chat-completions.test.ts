@@ -228,14 +228,19 @@ describe('errors in the OpenAI shape', () => {
   test('401 without a key, with a wrong key, and through the SDK', async () => {
     const body = JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] });
     const none = await fetch(`${iris.baseUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-    assertError({ status: none.status, json: await none.json() }, 401, null, 'invalid_api_key');
-    assertError(await postRaw(body, { authorization: 'Bearer wrong' }), 401, null, 'invalid_api_key');
+    const noneJson = await none.json();
+    assertError({ status: none.status, json: noneJson }, 401, null, 'invalid_api_key');
+    const wrong = await postRaw(body, { authorization: 'Bearer wrong' });
+    assertError(wrong, 401, null, 'invalid_api_key');
     const models = await fetch(`${iris.baseUrl}/v1/models`);
     assert.equal(models.status, 401);
+    // OpenAI types a bad key as an authentication error, not an invalid request.
+    for (const json of [noneJson, wrong.json, await models.json()]) assert.equal(json.error.type, 'authentication_error');
     const bad = new OpenAI({ baseURL: `${iris.baseUrl}/v1/openai`, apiKey: 'nope', maxRetries: 0 });
     await assert.rejects(bad.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }] }), (error: unknown) => {
       assert.ok(error instanceof OpenAI.AuthenticationError);
       assert.equal(error.code, 'invalid_api_key');
+      assert.equal(error.type, 'authentication_error');
       return true;
     });
   });

@@ -21,7 +21,7 @@ import { cpus } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { IrisError } from '../../errors.js';
+import { buildFailed, type IrisError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 
 /** The llama.cpp commit node-llama-cpp 3.22.1 ships; the build refuses a bundle at any other commit. */
@@ -235,10 +235,5 @@ async function isExecutable(path: string): Promise<boolean> {
 }
 
 function buildError(message: string, cause?: unknown): IrisError {
-  return new IrisError(`Building llama-server failed: ${message}`, {
-    status: 500,
-    type: 'server_error',
-    code: 'build_failed',
-    ...(cause === undefined ? {} : { cause }),
-  });
+  return buildFailed(message, cause);
 }

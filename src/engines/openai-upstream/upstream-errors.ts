@@ -3,7 +3,7 @@
  * {@link IrisError} the client sees. Messages sent to clients never carry an endpoint's address or key;
  * those go to the logs (through `cause`) only.
  */
-import { IrisError, engineFailed, invalidRequest, payloadTooLarge, type IrisErrorCode } from '../../errors.js';
+import { IrisError, engineFailed, invalidRequest, payloadTooLarge, tooManyRequests, type IrisErrorCode } from '../../errors.js';
 
 /**
  * How one attempt against one endpoint ended, when it did not start a stream:
@@ -110,11 +110,7 @@ export function streamErrorToIrisError(error: UpstreamErrorBody, modelId: string
 
 /** A 429 `server_overloaded`: every endpoint tried was busy. */
 export function upstreamBusy(modelId: string, reason: string): IrisError {
-  return new IrisError(`Model '${modelId}' is busy upstream; retry later (last: ${reason}).`, {
-    status: 429,
-    type: 'rate_limit_error',
-    code: 'server_overloaded',
-  });
+  return tooManyRequests(`Model '${modelId}' is busy upstream; retry later (last: ${reason}).`);
 }
 
 

@@ -24,7 +24,7 @@ import { mkdir, open, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { lock } from 'proper-lockfile';
-import { IrisError, requestCancelled } from '../../errors.js';
+import { IrisError, checksumMismatch, downloadFailed, requestCancelled } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { HubClient, HubFile } from './hub-client.js';
 import type { ProgressListener, PullProgressEvent } from './progress.js';
@@ -207,10 +207,9 @@ async function fetchVerified(
             logger.warn({ repo, file: file.path }, 'a resumed download did not match its checksum; downloading it again from the start');
             continue;
           }
-          throw new IrisError(
+          throw checksumMismatch(
             `${repo}/${file.path} failed verification: its ${file.sha256 ? 'SHA-256' : 'git blob id'} is ${actual}, the hub lists ${expected}. ` +
               'The download was deleted; pull again, and check HF_ENDPOINT if it keeps failing.',
-            { status: 502, type: 'server_error', code: 'checksum_mismatch' },
           );
         }
       } else {
@@ -313,10 +312,6 @@ async function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefi
   } finally {
     if (onAbort) signal.removeEventListener('abort', onAbort);
   }
-}
-
-function downloadFailed(message: string, cause?: unknown): IrisError {
-  return new IrisError(message, { status: 502, type: 'server_error', code: 'download_failed', ...(cause === undefined ? {} : { cause }) });
 }
 
 function describeError(error: unknown): string {

@@ -8,8 +8,9 @@ import { readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { check } from 'proper-lockfile';
 import { catalogEntryForRepo, isRepoId, type CatalogEntry } from '../catalog.js';
-import { IrisError } from '../../errors.js';
-import { readGgufMetadata, type GgufValue } from '../gguf-reader.js';
+import { modelBusy, modelNotFound } from '../../errors.js';
+import { readGgufMetadata } from '../../gguf/gguf-reader.js';
+import { ggufNumber, ggufString } from '../../gguf/gguf-values.js';
 import { isMmprojGguf, isModelGguf, quantOf, selectProjector, splitIndex } from './select-files.js';
 
 /** What a served model takes in besides text. */
@@ -142,19 +143,14 @@ export async function listCachedModels(cacheDir: string): Promise<CachedModel[]>
  *   while a download into the repo's directory is in progress.
  */
 export async function removeCachedModel(cacheDir: string, repo: string, quant?: string | undefined): Promise<string[]> {
-  if (!isRepoId(repo)) throw notCached(`'${repo}' is not a repo id (owner/name).`);
+  if (!isRepoId(repo)) throw modelNotFound(repo, `'${repo}' is not a repo id (owner/name).`);
   const root = repoCacheDir(cacheDir, repo);
   if (await downloadInProgress(root)) {
-    throw new IrisError(`${repo} is being downloaded right now; remove it once the pull has finished.`, {
-      status: 409,
-      type: 'invalid_request_error',
-      code: 'model_unavailable',
-      param: 'model',
-    });
+    throw modelBusy(`${repo} is being downloaded right now; remove it once the pull has finished.`);
   }
   const files = await listCachedFiles(cacheDir, repo);
   if (quant === undefined) {
-    if (files.length === 0 && !(await exists(root))) throw notCached(`${repo} is not in the cache (${root}).`);
+    if (files.length === 0 && !(await exists(root))) throw modelNotFound(repo, `${repo} is not in the cache (${root}).`);
     await rm(root, { recursive: true, force: true });
     await rmdir(join(root, '..')).catch(() => undefined); // the owner directory, when it is now empty
     return files.map((file) => file.absolutePath);
@@ -165,7 +161,7 @@ export async function removeCachedModel(cacheDir: string, repo: string, quant?: 
   const doomed = models.filter((file) => quantOf(file.path) === wanted);
   if (doomed.length === 0) {
     const cached = [...new Set(models.map((file) => quantOf(file.path) ?? file.path))];
-    throw notCached(`${repo} has no ${wanted} model in the cache${cached.length > 0 ? ` (cached: ${cached.join(', ')})` : ''}.`);
+    throw modelNotFound(repo, `${repo} has no ${wanted} model in the cache${cached.length > 0 ? ` (cached: ${cached.join(', ')})` : ''}.`);
   }
   if (doomed.length === models.length) doomed.push(...files.filter((file) => !isModelGguf(file.path)));
   for (const file of doomed) {
@@ -190,15 +186,15 @@ async function describeModel(
   const problems: string[] = [];
   try {
     const { metadata } = await readGgufMetadata(modelPath);
-    architecture = stringValue(metadata['general.architecture']);
-    if (architecture !== undefined) contextLength = numberValue(metadata[`${architecture}.context_length`]);
+    architecture = ggufString(metadata['general.architecture']);
+    if (architecture !== undefined) contextLength = ggufNumber(metadata[`${architecture}.context_length`]);
   } catch (error) {
     problems.push((error as Error).message);
   }
   if (mmprojPath !== undefined) {
     try {
       const { metadata } = await readGgufMetadata(mmprojPath);
-      projector = stringValue(metadata['clip.projector_type']) ?? stringValue(metadata['clip.vision.projector_type']);
+      projector = ggufString(metadata['clip.projector_type']) ?? ggufString(metadata['clip.vision.projector_type']);
       const vision = metadata['clip.has_vision_encoder'];
       const audio = metadata['clip.has_audio_encoder'];
       // projectors from before the has_*_encoder keys were all vision encoders
@@ -250,17 +246,3 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-function notCached(message: string): IrisError {
-  return new IrisError(message, { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model' });
-}
-
-function stringValue(value: GgufValue | undefined): string | undefined {
-  return value?.type === 'string' ? value.value : undefined;
-}
-
-function numberValue(value: GgufValue | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value.value === 'number') return value.value;
-  if (typeof value.value === 'bigint') return Number(value.value);
-  return undefined;
-}

@@ -16,7 +16,7 @@
  */
 import { Agent, request, type Dispatcher } from 'undici';
 import { z } from 'zod';
-import { IrisError } from '../../errors.js';
+import { downloadFailed, hubUnreachableError, modelNotFound, type IrisError } from '../../errors.js';
 
 /** Options of {@link HubClient}. */
 export interface HubClientOptions {
@@ -179,7 +179,7 @@ export class HubClient {
         await response.body.dump();
         const location = header(response.headers, 'location');
         if (location === undefined || hop >= MAX_REDIRECTS) {
-          throw hubRefused(`The hub answered ${statusCode} for ${path} in ${repo} with ${location === undefined ? 'no Location' : 'too many redirects'}.`);
+          throw downloadFailed(`The hub answered ${statusCode} for ${path} in ${repo} with ${location === undefined ? 'no Location' : 'too many redirects'}.`);
         }
         url = new URL(location, url).toString();
         continue;
@@ -233,13 +233,13 @@ export class HubClient {
  */
 export function hubUnreachable(endpoint: string, cause: unknown): IrisError {
   const reason = networkReason(cause);
-  return new IrisError(
+  return hubUnreachableError(
     `Cannot reach the Hugging Face hub at ${endpoint}${reason ? ` (${reason})` : ''}. ` +
       'Set HF_ENDPOINT to use a mirror, or start offline with a local model: ' +
       'iris serve --model PATH/model.gguf --mmproj PATH/mmproj.gguf; ' +
       'to try Iris without any download, make a synthetic model first: ' +
       'iris synth --out ./synth && iris serve --model ./synth/model.gguf --mmproj ./synth/mmproj.gguf',
-    { status: 503, type: 'service_unavailable_error', code: 'hub_unreachable', cause },
+    cause,
   );
 }
 
@@ -252,29 +252,22 @@ export function isSafeRepoPath(path: string): boolean {
 function statusError(status: number, detail: { code: string | undefined; message: string }, repo: string, what: string): IrisError {
   const suffix = detail.message ? ` (${detail.message})` : '';
   if (detail.code === 'GatedRepo' || status === 403) {
-    return hubRefused(
+    return downloadFailed(
       `${repo} is gated: accept its terms on the hub, then set HF_TOKEN to a token of that account${suffix}.`,
     );
   }
-  if (detail.code === 'RevisionNotFound') return notFound(`The hub has no such revision of ${repo}${suffix}.`);
-  if (detail.code === 'EntryNotFound') return notFound(`The hub has no file ${what}${suffix}.`);
+  if (detail.code === 'RevisionNotFound') return modelNotFound(repo, `The hub has no such revision of ${repo}${suffix}.`);
+  if (detail.code === 'EntryNotFound') return modelNotFound(repo, `The hub has no file ${what}${suffix}.`);
   if (detail.code === 'RepoNotFound' || status === 401 || status === 404) {
-    return notFound(`The hub has no repo '${repo}' (if it is private, set HF_TOKEN)${suffix}.`);
+    return modelNotFound(repo, `The hub has no repo '${repo}' (if it is private, set HF_TOKEN)${suffix}.`);
   }
-  if (status === 429) return hubRefused(`The hub is rate-limiting requests for ${what}; retry later${suffix}.`);
-  return hubRefused(`The hub answered ${status} for ${what}${suffix}.`);
+  if (status === 429) return downloadFailed(`The hub is rate-limiting requests for ${what}; retry later${suffix}.`);
+  return downloadFailed(`The hub answered ${status} for ${what}${suffix}.`);
 }
 
-function notFound(message: string): IrisError {
-  return new IrisError(message, { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model' });
-}
-
-function hubRefused(message: string, cause?: unknown): IrisError {
-  return new IrisError(message, { status: 502, type: 'server_error', code: 'download_failed', ...(cause === undefined ? {} : { cause }) });
-}
 
 function unexpectedAnswer(url: string, cause: unknown): IrisError {
-  return hubRefused(`The hub sent an answer Iris does not understand for ${url}: ${(cause as Error).message ?? String(cause)}`, cause);
+  return downloadFailed(`The hub sent an answer Iris does not understand for ${url}: ${(cause as Error).message ?? String(cause)}`, cause);
 }
 
 async function errorDetail(response: Dispatcher.ResponseData): Promise<{ code: string | undefined; message: string }> {

@@ -10,7 +10,7 @@ import type { IrisConfig } from '../../config/config.js';
 import { IrisError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { resolveCatalogId, type CatalogEntry } from '../catalog.js';
-import { readGgufMetadata } from '../gguf-reader.js';
+import { readGgufMetadata } from '../../gguf/gguf-reader.js';
 import { downloadHubFile } from './download-file.js';
 import { hubCachePath, listCachedFiles } from './hub-cache.js';
 import { HubClient, type HubFile } from './hub-client.js';

@@ -4,7 +4,7 @@
  * `find_best_model`, `find_best_sibling`), so `iris pull repo:Q8_0` picks what `llama-server -hf repo:Q8_0`
  * would, with the catalog's exact file names tried first.
  */
-import { IrisError } from '../../errors.js';
+import { modelNotFound } from '../../errors.js';
 
 /** The little the selection needs to know about a file. */
 export interface RepoFileName {
@@ -48,10 +48,10 @@ const QUANT_IN_NAME = /(?:^|[-_.])(I?Q\d(?:_[A-Z0-9]+)*|BF16|F16|F32)(?=[-.])/i;
 export function selectModelFiles<F extends RepoFileName>(files: readonly F[], options: SelectOptions): SelectedFiles<F> {
   const models = files.filter((file) => isModelGguf(file.path));
   if (models.length === 0) {
-    throw new IrisError(
+    throw modelNotFound(
+      options.repo,
       `${options.repo} has no GGUF model files. Iris runs GGUF models: name a catalog id (see 'iris models --catalog') ` +
         'or a repo with GGUF conversions (often named <model>-GGUF).',
-      { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model' },
     );
   }
   const tags = options.quant !== undefined ? [options.quant] : [...(options.defaultQuants ?? ['Q4_K_M', 'Q8_0'])];
@@ -64,10 +64,10 @@ export function selectModelFiles<F extends RepoFileName>(files: readonly F[], op
   if (!primary && options.quant === undefined) primary = models.find((file) => splitIndex(file.path) <= 1);
   if (!primary) {
     const available = [...new Set(models.map((file) => quantOf(file.path)).filter((quant) => quant !== undefined))];
-    throw new IrisError(
+    throw modelNotFound(
+      options.repo,
       `${options.repo} has no ${options.quant} GGUF. ` +
         (available.length > 0 ? `Available: ${available.join(', ')}.` : `Files: ${models.map((file) => file.path).join(', ')}.`),
-      { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model' },
     );
   }
   const mmproj = selectProjector(files, primary.path, options.mmproj);

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { IrisError } from '../errors.js';
-import { constantFill, createPrng, ggufValue, writeGguf } from '../synth/gguf-writer.js';
+import { constantFill, createPrng, writeGguf } from '../synth/gguf-writer.js';
+import { ggufValue } from './gguf-values.js';
 import { GgufFormatError, readGgufMetadata, type GgufFormatErrorReason } from './gguf-reader.js';
 
 let directory: string;
