@@ -3,7 +3,9 @@
  * supervised engine per model, and serve the HTTP API until SIGTERM/SIGINT, then dispose in reverse order.
  */
 import { parseArgs } from 'node:util';
+import { serveFlagOptions, serveHelpText } from '../config/command-line.js';
 import { loadConfig } from '../config/load-config.js';
+import { flagKey } from '../config/settings.js';
 import type { IrisConfig, ModelConfig } from '../config/config.js';
 import { ensureLlamaServer } from '../engines/llama-runner/build-llama-server.js';
 import { isLoopbackHost } from '../http/auth.js';
@@ -18,99 +20,18 @@ import { ModelSources } from '../models/model-sources.js';
 import { CliUsageError, ConfigError } from '../errors.js';
 import { IRIS_VERSION } from './cli-support.js';
 
-/** Help text of `iris serve`. */
-export const SERVE_USAGE = `Usage: iris serve [options]
-
-Serve vision-language models behind an OpenAI-compatible API.
-
-Options:
-  --model PATH|REPO        text model GGUF, or a catalog id / hub repo[:QUANT] to pull (without it: the default
-                           model, SmolVLM-256M-Instruct, from the hub)
-  --mmproj PATH            multimodal projector GGUF for --model
-  --model-id ID            id clients send as "model" (default: the file name without .gguf)
-  --ctx-size N             context size for --model (default 4096)
-  --slots N                parallel requests for --model (default 2)
-  --threads N              CPU threads for --model (default: llama.cpp's choice)
-  --pull-on-demand MODE    which unconfigured models a request may pull: never|catalog|any
-                           (env IRIS_PULL_ON_DEMAND, default catalog)
-  --preload ID             load this configured model at start, not on first request; repeatable
-                           (--model is always preloaded)
-  --keep-alive DURATION    unload a model idle this long: 30s, 10m, 1h, -1 = never (env IRIS_KEEP_ALIVE, default 10m)
-  --memory-budget SIZE     memory all loaded models may use: 8GiB, 512MB, 70% (env IRIS_MEMORY_BUDGET, default 70%);
-                           the least recently used idle model is unloaded to make room
-  --host HOST              interface to listen on (env IRIS_HOST, default 127.0.0.1)
-  --port PORT              port to listen on (env IRIS_PORT, default 8080)
-  --api-key KEY            accepted API key; repeatable (env IRIS_API_KEYS, comma-separated)
-  --allow-unauthenticated  serve without API keys on a non-loopback host
-  --allow-media-host VALUE host, host:port or CIDR remote images may come from despite SSRF rules; repeatable
-                           (env IRIS_ALLOW_MEDIA_HOSTS, comma-separated)
-  --deny-media-host VALUE  host, host:port or CIDR remote images may never come from; repeatable
-                           (env IRIS_DENY_MEDIA_HOSTS, comma-separated)
-  --config FILE            YAML config file (env IRIS_CONFIG)
-  --llama-server PATH      use this llama-server binary instead of building one (env IRIS_LLAMA_SERVER)
-  --cache-dir DIR          cache for the llama-server build and models (env IRIS_CACHE_DIR, default ~/.cache/iris)
-  --log-level LEVEL        fatal|error|warn|info|debug|trace|silent (env IRIS_LOG_LEVEL, default info)
-`;
+/** Help text of `iris serve`, from the settings table. */
+export const SERVE_USAGE = serveHelpText();
 
 /** Runs `iris serve` until a signal stops it. */
 export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      config: { type: 'string' },
-      model: { type: 'string' },
-      mmproj: { type: 'string' },
-      'model-id': { type: 'string' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      'api-key': { type: 'string', multiple: true },
-      'allow-unauthenticated': { type: 'boolean' },
-      'allow-media-host': { type: 'string', multiple: true },
-      'deny-media-host': { type: 'string', multiple: true },
-      'ctx-size': { type: 'string' },
-      slots: { type: 'string' },
-      threads: { type: 'string' },
-      'llama-server': { type: 'string' },
-      preload: { type: 'string', multiple: true },
-      'pull-on-demand': { type: 'string' },
-      'keep-alive': { type: 'string' },
-      'memory-budget': { type: 'string' },
-      'cache-dir': { type: 'string' },
-      'log-level': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-    allowPositionals: false,
-  });
-  if (values.help) {
+  const { values } = parseArgs({ args: argv, options: serveFlagOptions(), strict: true, allowPositionals: false });
+  if (values['help']) {
     process.stdout.write(SERVE_USAGE);
     return;
   }
-  const config = loadConfig(
-    {
-      config: values.config,
-      model: values.model,
-      mmproj: values.mmproj,
-      modelId: values['model-id'],
-      host: values.host,
-      port: values.port,
-      apiKey: values['api-key'],
-      allowUnauthenticated: values['allow-unauthenticated'],
-      allowMediaHost: values['allow-media-host'],
-      denyMediaHost: values['deny-media-host'],
-      ctxSize: values['ctx-size'],
-      slots: values.slots,
-      threads: values.threads,
-      llamaServer: values['llama-server'],
-      preload: values.preload,
-      pullOnDemand: values['pull-on-demand'],
-      keepAlive: values['keep-alive'],
-      memoryBudget: values['memory-budget'],
-      cacheDir: values['cache-dir'],
-      logLevel: values['log-level'],
-    },
-    env,
-  );
+  const flags = Object.fromEntries(Object.entries(values).map(([flag, value]) => [flagKey(flag), value]));
+  const config = loadConfig(flags, env);
   const logger = createLogger(config.logLevel);
   if (config.apiKeys.length === 0 && !isLoopbackHost(config.host) && !config.allowUnauthenticated) {
     throw new CliUsageError(

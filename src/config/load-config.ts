@@ -11,115 +11,50 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { deepFreeze } from './deep-freeze.js';
 import { configSchema, type IrisConfig } from './config.js';
+import { LOADING_SETTINGS, allSettings, flagKey, yamlKey, type PlacedSetting, type Setting } from './settings.js';
 
-/** Options of `iris serve` that feed the config (all optional). */
-export interface ConfigFlags {
-  config?: string | undefined;
-  model?: string | undefined;
-  mmproj?: string | undefined;
-  modelId?: string | undefined;
-  host?: string | undefined;
-  port?: string | undefined;
-  apiKey?: string[] | undefined;
-  allowUnauthenticated?: boolean | undefined;
-  allowMediaHost?: string[] | undefined;
-  denyMediaHost?: string[] | undefined;
-  ctxSize?: string | undefined;
-  slots?: string | undefined;
-  threads?: string | undefined;
-  llamaServer?: string | undefined;
-  keepAlive?: string | undefined;
-  memoryBudget?: string | undefined;
-  preload?: string[] | undefined;
-  pullOnDemand?: string | undefined;
-  cacheDir?: string | undefined;
-  logLevel?: string | undefined;
-}
-
-
-/** Where each config key can be set, for error messages. */
-const SOURCES: Record<string, string> = {
-  host: '--host / IRIS_HOST / host',
-  port: '--port / IRIS_PORT / port',
-  apiKeys: '--api-key / IRIS_API_KEYS / api_keys',
-  allowUnauthenticated: '--allow-unauthenticated / allow_unauthenticated',
-  models: '--model, --mmproj, --model-id / models',
-  cacheDir: '--cache-dir / IRIS_CACHE_DIR / cache_dir',
-  hubEndpoint: 'HF_ENDPOINT / hub_endpoint',
-  allowMediaHosts: '--allow-media-host / IRIS_ALLOW_MEDIA_HOSTS / allow_media_hosts',
-  denyMediaHosts: '--deny-media-host / IRIS_DENY_MEDIA_HOSTS / deny_media_hosts',
-  logLevel: '--log-level / IRIS_LOG_LEVEL / log_level',
-  keepAlive: '--keep-alive / IRIS_KEEP_ALIVE / keep_alive',
-  memoryBudget: '--memory-budget / IRIS_MEMORY_BUDGET / memory_budget',
-  preload: '--preload / preload',
-  pullOnDemand: '--pull-on-demand / IRIS_PULL_ON_DEMAND / pull_on_demand',
-  llama: '--llama-server / IRIS_LLAMA_SERVER / llama',
-  limits: 'limits (config file)',
-  images: 'images (config file)',
-};
+/**
+ * The flags of `iris serve` as parsed, keyed by the flag's name in camelCase (`--ctx-size` -> `ctxSize`):
+ * text for valued flags, a list for repeatable ones, `true` for switches. Which flags exist is the table
+ * in settings.ts.
+ */
+export type ConfigFlags = Readonly<Record<string, string | boolean | readonly (string | boolean)[] | undefined>>;
 
 /** Loads, merges, validates and freezes the configuration. */
 export function loadConfig(flags: ConfigFlags, rawEnv: NodeJS.ProcessEnv): IrisConfig {
   // An empty variable (IRIS_HOST= in a unit file) means "not set", as in most servers.
-  const env = Object.fromEntries(Object.entries(rawEnv).filter(([, value]) => value !== undefined && value !== ''));
-  const configPath = flags.config ?? env['IRIS_CONFIG'];
+  const env = Object.fromEntries(Object.entries(rawEnv).filter(([, value]) => value !== undefined && value !== '')) as Record<string, string>;
+  const given = (placed: PlacedSetting): unknown => valueFromFlag(placed.setting, flags) ?? valueFromEnv(placed.setting, env);
+  const loading = (key: keyof typeof LOADING_SETTINGS): string | undefined =>
+    given({ scope: 'loading', path: [key], setting: LOADING_SETTINGS[key] }) as string | undefined;
+
+  const configPath = loading('config');
   const file = configPath === undefined ? {} : readConfigFile(configPath);
   const baseDir = configPath === undefined ? process.cwd() : dirname(resolve(configPath));
 
+  // flags over env over the file; the schema fills in defaults
   const merged: Record<string, unknown> = { ...file };
-  const set = (key: string, value: unknown): void => {
-    if (value !== undefined) merged[key] = value;
-  };
-
-  // env over file
-  set('host', env['IRIS_HOST']);
-  set('port', numberFrom(env['IRIS_PORT'], 'IRIS_PORT'));
-  set('apiKeys', listFrom(env['IRIS_API_KEYS']));
-  set('allowMediaHosts', listFrom(env['IRIS_ALLOW_MEDIA_HOSTS']));
-  set('denyMediaHosts', listFrom(env['IRIS_DENY_MEDIA_HOSTS']));
-  set('cacheDir', env['IRIS_CACHE_DIR']);
-  set('hubEndpoint', env['HF_ENDPOINT']);
-  set('hubToken', env['HF_TOKEN']);
-  set('logLevel', env['IRIS_LOG_LEVEL']);
-  set('keepAlive', env['IRIS_KEEP_ALIVE']);
-  set('memoryBudget', env['IRIS_MEMORY_BUDGET']);
-  set('pullOnDemand', env['IRIS_PULL_ON_DEMAND']);
-  if (env['IRIS_LLAMA_SERVER']) {
-    merged['llama'] = { ...(merged['llama'] as object | undefined), serverPath: env['IRIS_LLAMA_SERVER'] };
+  const commandLineModel: Record<string, unknown> = {};
+  for (const placed of allSettings()) {
+    if (placed.scope === 'loading') continue;
+    const value = given(placed);
+    if (value === undefined) continue;
+    if (placed.scope === 'model') commandLineModel[placed.path.join('.')] = value;
+    else setPath(merged, placed.path, value);
   }
 
-  // flags over env
-  set('host', flags.host);
-  set('port', numberFrom(flags.port, '--port'));
-  if (flags.apiKey && flags.apiKey.length > 0) merged['apiKeys'] = flags.apiKey;
-  if (flags.allowMediaHost && flags.allowMediaHost.length > 0) merged['allowMediaHosts'] = flags.allowMediaHost;
-  if (flags.denyMediaHost && flags.denyMediaHost.length > 0) merged['denyMediaHosts'] = flags.denyMediaHost;
-  if (flags.allowUnauthenticated) merged['allowUnauthenticated'] = true;
-  set('cacheDir', flags.cacheDir);
-  set('logLevel', flags.logLevel);
-  set('keepAlive', flags.keepAlive);
-  set('memoryBudget', flags.memoryBudget);
-  set('pullOnDemand', flags.pullOnDemand);
-  if (flags.preload && flags.preload.length > 0) merged['preload'] = flags.preload;
-  if (flags.llamaServer) {
-    merged['llama'] = { ...(merged['llama'] as object | undefined), serverPath: flags.llamaServer };
-  }
-
-  if (flags.model !== undefined) {
-    const fromHub = looksLikeHubReference(flags.model);
+  const modelPath = loading('model');
+  if (modelPath !== undefined) {
+    const fromHub = looksLikeHubReference(modelPath);
     const model: Record<string, unknown> = {
-      id: flags.modelId ?? (fromHub ? flags.model : defaultModelId(flags.model)),
-      ...(fromHub ? { hub: flags.model } : { model: flags.model }),
-      mmproj: flags.mmproj,
-      context: numberFrom(flags.ctxSize, '--ctx-size'),
-      slots: numberFrom(flags.slots, '--slots'),
-      threads: numberFrom(flags.threads, '--threads'),
+      ...commandLineModel,
+      id: commandLineModel['id'] ?? (fromHub ? modelPath : defaultModelId(modelPath)),
+      ...(fromHub ? { hub: modelPath } : { model: modelPath }),
     };
-    for (const key of Object.keys(model)) if (model[key] === undefined) delete model[key];
     merged['models'] = [model, ...((merged['models'] as unknown[] | undefined) ?? [])];
     // The model named on the command line is the one the user wants served now: load it at start.
     merged['preload'] = [...new Set([model['id'], ...((merged['preload'] as unknown[] | undefined) ?? [])])];
-  } else if (flags.mmproj !== undefined || flags.modelId !== undefined) {
+  } else if (commandLineModel['mmproj'] !== undefined || commandLineModel['id'] !== undefined) {
     throw new ConfigError('--mmproj and --model-id need --model PATH.');
   }
 
@@ -145,6 +80,57 @@ export function loadConfig(flags: ConfigFlags, rawEnv: NodeJS.ProcessEnv): IrisC
     }
   }
   return deepFreeze(config);
+}
+
+/** A flag's value as the setting takes it; `undefined` when the flag was not given. */
+function valueFromFlag(setting: Setting, flags: ConfigFlags): unknown {
+  if (setting.flag === undefined) return undefined;
+  const raw = flags[flagKey(setting.flag)];
+  const name = `--${setting.flag}`;
+  switch (setting.input) {
+    case 'switch':
+      return raw === true ? true : undefined;
+    case 'list': {
+      const items = (typeof raw === 'string' ? [raw] : Array.isArray(raw) ? raw : []).filter((item) => typeof item === 'string');
+      return items.length > 0 ? items : undefined;
+    }
+    case 'integer':
+      return typeof raw === 'string' ? numberFrom(raw, name) : undefined;
+    case 'text':
+      return typeof raw === 'string' ? raw : undefined;
+  }
+}
+
+/** An environment variable's value as the setting takes it; `undefined` when it is not set. */
+function valueFromEnv(setting: Setting, env: Record<string, string>): unknown {
+  if (setting.env === undefined) return undefined;
+  const raw = env[setting.env];
+  if (raw === undefined) return undefined;
+  switch (setting.input) {
+    case 'switch':
+      if (/^(1|true|yes)$/i.test(raw)) return true;
+      if (/^(0|false|no)$/i.test(raw)) return false;
+      throw new ConfigError(`${setting.env} must be true or false, got '${raw}'.`);
+    case 'list':
+      return listFrom(raw);
+    case 'integer':
+      return numberFrom(raw, setting.env);
+    case 'text':
+      return raw;
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  const [head, ...rest] = path;
+  if (head === undefined) return;
+  if (rest.length === 0) {
+    target[head] = value;
+    return;
+  }
+  const inner = target[head];
+  const section = inner !== null && typeof inner === 'object' && !Array.isArray(inner) ? { ...(inner as Record<string, unknown>) } : {};
+  setPath(section, rest, value);
+  target[head] = section;
 }
 
 /** `~/.cache/iris` unless XDG_CACHE_HOME says otherwise. */
@@ -222,9 +208,24 @@ function resolvePath(baseDir: string, path: string): string {
 function describeIssues(error: z.ZodError): string {
   const lines = error.issues.map((issue) => {
     const key = issue.path.map(String).join('.');
-    const top = String(issue.path[0] ?? '');
-    const where = SOURCES[top] ? ` (set by ${SOURCES[top]})` : '';
-    return `- ${key || '(root)'}: ${issue.message}${where}`;
+    const sources = sourcesOf(issue.path.map(String));
+    return `- ${key || '(root)'}: ${issue.message}${sources ? ` (set by ${sources})` : ''}`;
   });
   return `Invalid configuration:\n${lines.join('\n')}`;
+}
+
+/** Where the setting at an issue's path can be set: `--port / IRIS_PORT / port`. */
+function sourcesOf(path: readonly string[]): string | undefined {
+  const describe = (placed: PlacedSetting, key: string): string =>
+    [placed.setting.flag && `--${placed.setting.flag}`, placed.setting.env, key].filter(Boolean).join(' / ');
+  if (path[0] === 'models') {
+    const field = path[2];
+    const placed = allSettings().find((candidate) => candidate.scope === 'model' && candidate.path[0] === field);
+    return placed ? describe(placed, `models[].${yamlKey(placed.path)}`) : 'models (config file) / --model';
+  }
+  const server = allSettings().filter((candidate) => candidate.scope === 'server');
+  const exact = server.find((candidate) => candidate.path.join('.') === path.slice(0, candidate.path.length).join('.'));
+  if (exact) return describe(exact, yamlKey(exact.path));
+  const section = path[0];
+  return section && server.some((candidate) => candidate.path.length > 1 && candidate.path[0] === section) ? `${yamlKey([section])} (config file)` : undefined;
 }

@@ -3,7 +3,7 @@
  * projector from ggml-org's GGUF repo), pulled once into the cache. Without the hub, a cached copy is used;
  * with neither, the error says how to start offline (`--model PATH`, `iris synth`).
  */
-import type { IrisConfig, ModelConfig } from '../config/config.js';
+import { MODEL_DEFAULTS, type IrisConfig, type ModelConfig } from '../config/config.js';
 import type { Logger } from '../logger.js';
 import { DEFAULT_CATALOG_ENTRY } from './catalog.js';
 import { logProgress, pullModel, type ProgressListener } from './hub/index.js';
@@ -21,7 +21,6 @@ export async function resolveDefaultModel(
     model: pulled.modelPath,
     ...(pulled.mmprojPath === undefined ? {} : { mmproj: pulled.mmprojPath }),
     context: pulled.context,
-    slots: 2,
-    threads: 0,
+    ...MODEL_DEFAULTS,
   };
 }

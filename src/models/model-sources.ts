@@ -5,7 +5,7 @@
  * (pull if needed, estimate memory, derive the image policy, build the engine) and `discover` (register a
  * catalog id or hub repo a request names, as far as `pull_on_demand` allows).
  */
-import type { IrisConfig, ModelConfig } from '../config/config.js';
+import { MODEL_DEFAULTS, type IrisConfig, type ModelConfig } from '../config/config.js';
 import type { Engine } from '../engines/engine.js';
 import { LlamaServerEngine } from '../engines/llama-runner/llama-server-engine.js';
 import { OpenAIUpstreamEngine } from '../engines/openai-upstream/openai-upstream-engine.js';
@@ -124,8 +124,7 @@ export class ModelSources {
     const model: ModelConfig = {
       id: canonical,
       hub: id,
-      slots: 2,
-      threads: 0,
+      ...MODEL_DEFAULTS,
       ...(reference.kind === 'catalog' ? { context: reference.entry.context } : {}),
     };
     this.#configs.set(canonical, model);

@@ -1,0 +1,336 @@
+/**
+ * THE table of Iris's settings. Every setting is written once, here: its place in {@link IrisConfig}, its
+ * zod schema, its default, its `iris serve` flag, its environment variable and its `--help` line. The YAML
+ * key is the place in snake_case (`limits.max_body_bytes`). config.ts builds the schema from this table,
+ * load-config.ts merges flags > env > file > defaults by it, and `iris serve` takes its parseArgs options
+ * and its `--help` text from it.
+ *
+ * To add a setting, add ONE entry below:
+ * ```ts
+ * maxWidgets: setting({
+ *   schema: z.number().int().min(1),   // the value's type and bounds, without a default
+ *   default: 8,                        // as a user would write it ('10m', '70%', 8); omit for optional
+ *   flag: 'max-widgets',               // optional: `iris serve --max-widgets N`
+ *   env: 'IRIS_MAX_WIDGETS',           // optional
+ *   input: 'integer',                  // how flag/env text is read: text (default), integer, list, switch
+ *   placeholder: 'N',                  // shown after the flag in --help
+ *   help: 'widgets per request',       // the --help line (and the JSDoc of the setting)
+ * }),
+ * ```
+ * A setting in a section of the file (`limits:`, `images:`, `llama:`) goes inside that section's
+ * `section({...})`; a per-model setting goes in {@link MODEL_SETTINGS} (its flag applies to `--model`).
+ * Read it as `config.maxWidgets` (typed from the schema). Nothing else needs editing.
+ */
+import { z } from 'zod';
+import { durationSchema, memorySizeSchema } from './value-schemas.js';
+
+/** How the text of a flag or an environment variable becomes a value. */
+export type SettingInput =
+  /** the text as is */
+  | 'text'
+  /** a whole number; anything else is an error naming the flag or variable */
+  | 'integer'
+  /** a repeatable flag; the variable is comma-separated */
+  | 'list'
+  /** a flag without a value that turns the setting on */
+  | 'switch';
+
+/** One setting: where it comes from, what it accepts, what it defaults to, how --help describes it. */
+export interface Setting<S extends z.ZodType = z.ZodType> {
+  /** The value's schema, default included. */
+  schema: S;
+  /** The default as a user writes it (shown by --help), if any. */
+  default?: unknown;
+  /** Flag of `iris serve`, without the dashes. */
+  flag?: string;
+  /** Environment variable. */
+  env?: string;
+  /** How flag and env text is read. @default 'text' */
+  input: SettingInput;
+  /** Placeholder after the flag in --help, e.g. `PORT`. */
+  placeholder?: string;
+  /** What the setting does, for --help. */
+  help: string;
+  /** The default as --help says it, when it is computed rather than written here. */
+  defaultText?: string;
+}
+
+interface SettingSpec<S extends z.ZodType> {
+  schema: S;
+  flag?: string;
+  env?: string;
+  input?: SettingInput;
+  placeholder?: string;
+  help: string;
+  defaultText?: string;
+}
+
+/** Declares a setting; with `default`, the schema fills it in (parsed like user input) when nothing sets it. */
+export function setting<S extends z.ZodType>(spec: SettingSpec<S> & { default: z.input<S> }): Setting<z.ZodPrefault<S>>;
+export function setting<S extends z.ZodType>(spec: SettingSpec<S>): Setting<S>;
+export function setting(spec: SettingSpec<z.ZodType> & { default?: unknown }): Setting {
+  const { default: fallback, input = 'text', ...rest } = spec;
+  return fallback === undefined ? { ...rest, input } : { ...rest, input, default: fallback, schema: spec.schema.prefault(fallback) };
+}
+
+/** A group of settings kept under one key of the config file (`limits:`), read as `config.limits.x`. */
+export interface Section<T extends Record<string, Setting> = Record<string, Setting>> {
+  section: T;
+  /** What the section holds. */
+  help: string;
+}
+
+/** Declares a section of the config file. */
+export function section<T extends Record<string, Setting>>(help: string, settings: T): Section<T> {
+  return { section: settings, help };
+}
+
+/** Settings that only steer loading (`--config`, `--model`) and are not part of the frozen config. */
+export const LOADING_SETTINGS = {
+  model: setting({
+    schema: z.string(),
+    flag: 'model',
+    placeholder: 'PATH|REPO',
+    help: 'text model GGUF, or a catalog id / hub repo[:QUANT] to pull (without it: the default model, SmolVLM-256M-Instruct, from the hub)',
+  }),
+  config: setting({ schema: z.string(), flag: 'config', env: 'IRIS_CONFIG', placeholder: 'FILE', help: 'YAML config file' }),
+} as const;
+
+/** Settings of one model (config file `models:` entries; the flags apply to the `--model` one). */
+export const MODEL_SETTINGS = {
+  /** The id clients send as `model`. */
+  id: setting({
+    schema: z.string().min(1).max(256),
+    flag: 'model-id',
+    placeholder: 'ID',
+    help: 'id clients send as "model"',
+    defaultText: 'the file name without .gguf',
+  }),
+  /** Path to the multimodal projector GGUF; without it the model is text-only. */
+  mmproj: setting({ schema: z.string().min(1).optional(), flag: 'mmproj', placeholder: 'PATH', help: 'multimodal projector GGUF for --model' }),
+  /** llama-server's --chat-template, for models whose GGUF template is missing or wrong (e.g. `vicuna`). */
+  chatTemplate: setting({ schema: z.string().min(1).optional(), help: "llama-server's --chat-template, for models whose GGUF template is missing or wrong" }),
+  /** Context size in tokens for the whole llama-server (shared by its slots). */
+  context: setting({
+    schema: z.number().int().min(256).max(1_048_576).optional(),
+    flag: 'ctx-size',
+    input: 'integer',
+    placeholder: 'N',
+    help: 'context size for --model',
+    defaultText: "the catalog's for catalog models, else 4096",
+  }),
+  /** Parallel sequences (llama-server slots). */
+  slots: setting({ schema: z.number().int().min(1).max(64), default: 2, flag: 'slots', input: 'integer', placeholder: 'N', help: 'parallel requests for --model' }),
+  /** CPU threads for llama-server; 0 lets llama.cpp choose. */
+  threads: setting({
+    schema: z.number().int().min(0).max(1024),
+    default: 0,
+    flag: 'threads',
+    input: 'integer',
+    placeholder: 'N',
+    help: 'CPU threads for --model; 0 lets llama.cpp choose',
+  }),
+  /** How long the model stays loaded after its last request (ms after parsing; -1 = forever). */
+  keepAlive: setting({ schema: durationSchema.optional(), help: 'unload this model when idle this long', defaultText: "the server's keep_alive" }),
+} as const;
+
+/** Settings of the server: top-level keys of the config file, and its sections. */
+export const SERVER_SETTINGS = {
+  /** Which unconfigured model ids a request may pull from the hub on demand. */
+  pullOnDemand: setting({
+    schema: z.enum(['never', 'catalog', 'any']),
+    default: 'catalog',
+    flag: 'pull-on-demand',
+    env: 'IRIS_PULL_ON_DEMAND',
+    placeholder: 'MODE',
+    help: 'which unconfigured models a request may pull: never|catalog|any',
+  }),
+  /** Model ids loaded at start instead of on first request. */
+  preload: setting({
+    schema: z.array(z.string().min(1)),
+    default: [],
+    flag: 'preload',
+    input: 'list',
+    placeholder: 'ID',
+    help: 'load this configured model at start, not on first request; repeatable (--model is always preloaded)',
+  }),
+  /** How long an idle model stays loaded, for models that do not set their own (ms after parsing; -1 = forever). */
+  keepAlive: setting({
+    schema: durationSchema,
+    default: '10m',
+    flag: 'keep-alive',
+    env: 'IRIS_KEEP_ALIVE',
+    placeholder: 'DURATION',
+    help: 'unload a model idle this long: 30s, 10m, 1h, -1 = never',
+  }),
+  /** Memory the loaded models may use together (bytes after parsing). */
+  memoryBudget: setting({
+    schema: memorySizeSchema,
+    default: '70%',
+    flag: 'memory-budget',
+    env: 'IRIS_MEMORY_BUDGET',
+    placeholder: 'SIZE',
+    help: 'memory all loaded models may use: 8GiB, 512MB, 70%; the least recently used idle model is unloaded to make room',
+  }),
+  /** Interface to listen on. */
+  host: setting({ schema: z.string().min(1), default: '127.0.0.1', flag: 'host', env: 'IRIS_HOST', placeholder: 'HOST', help: 'interface to listen on' }),
+  /** Port to listen on; 0 picks a free one. */
+  port: setting({
+    schema: z.number().int().min(0).max(65535),
+    default: 8080,
+    flag: 'port',
+    env: 'IRIS_PORT',
+    input: 'integer',
+    placeholder: 'PORT',
+    help: 'port to listen on',
+  }),
+  /** Accepted API keys (Authorization: Bearer). */
+  apiKeys: setting({
+    schema: z.array(z.string().min(1)),
+    default: [],
+    flag: 'api-key',
+    env: 'IRIS_API_KEYS',
+    input: 'list',
+    placeholder: 'KEY',
+    help: 'accepted API key; repeatable',
+  }),
+  /** Serve without API keys on a non-loopback interface. */
+  allowUnauthenticated: setting({
+    schema: z.boolean(),
+    default: false,
+    flag: 'allow-unauthenticated',
+    input: 'switch',
+    help: 'serve without API keys on a non-loopback host',
+  }),
+  /** Hosts, host:port pairs or CIDRs that remote image URLs may reach despite SSRF rules. */
+  allowMediaHosts: setting({
+    schema: z.array(z.string().min(1)),
+    default: [],
+    flag: 'allow-media-host',
+    env: 'IRIS_ALLOW_MEDIA_HOSTS',
+    input: 'list',
+    placeholder: 'VALUE',
+    help: 'host, host:port or CIDR remote images may come from despite SSRF rules; repeatable',
+  }),
+  /** Hosts, host:port pairs or CIDRs that remote image URLs may never reach. */
+  denyMediaHosts: setting({
+    schema: z.array(z.string().min(1)),
+    default: [],
+    flag: 'deny-media-host',
+    env: 'IRIS_DENY_MEDIA_HOSTS',
+    input: 'list',
+    placeholder: 'VALUE',
+    help: 'host, host:port or CIDR remote images may never come from; repeatable',
+  }),
+  /** Directory for built llama-server binaries and downloaded models. */
+  cacheDir: setting({
+    schema: z.string().min(1),
+    flag: 'cache-dir',
+    env: 'IRIS_CACHE_DIR',
+    placeholder: 'DIR',
+    help: 'cache for the llama-server build and models',
+    defaultText: '~/.cache/iris',
+  }),
+  /** pino log level. */
+  logLevel: setting({
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    default: 'info',
+    flag: 'log-level',
+    env: 'IRIS_LOG_LEVEL',
+    placeholder: 'LEVEL',
+    help: 'fatal|error|warn|info|debug|trace|silent',
+  }),
+  /** Hugging Face hub endpoint. */
+  hubEndpoint: setting({
+    schema: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+    default: 'https://huggingface.co',
+    env: 'HF_ENDPOINT',
+    help: 'Hugging Face hub endpoint (or a mirror)',
+  }),
+  /** Hub token for gated repos. */
+  hubToken: setting({ schema: z.string().min(1).optional(), env: 'HF_TOKEN', help: 'Hugging Face token for gated or private repos' }),
+
+  /** Where the embedded engine comes from. */
+  llama: section('where the embedded engine comes from', {
+    /** A user's own llama-server binary (CUDA, Metal builds); skips our build. */
+    serverPath: setting({
+      schema: z.string().min(1).optional(),
+      flag: 'llama-server',
+      env: 'IRIS_LLAMA_SERVER',
+      placeholder: 'PATH',
+      help: 'use this llama-server binary instead of building one',
+    }),
+    /** Milliseconds to wait for a started llama-server to report healthy. */
+    startTimeoutMs: setting({ schema: z.number().int().min(1000), default: 120_000, help: 'ms to wait for a started llama-server to report healthy' }),
+  }),
+
+  /** Limits on what one request may carry. */
+  limits: section('limits on what one request may carry', {
+    /** Largest accepted request body in bytes (100 MiB). */
+    maxBodyBytes: setting({ schema: z.number().int().min(1024), default: 100 * 1024 * 1024, help: 'largest accepted request body in bytes' }),
+    /** Largest single image (decoded from base64 or fetched) in bytes (20 MB). */
+    maxImageBytes: setting({ schema: z.number().int().min(1024), default: 20 * 1000 * 1000, help: 'largest single image in bytes' }),
+    /** All images of one request together, in bytes (50 MB). */
+    maxRequestImageBytes: setting({ schema: z.number().int().min(1024), default: 50 * 1000 * 1000, help: 'all images of one request together, in bytes' }),
+    /** Images in one request. */
+    maxImagesPerRequest: setting({ schema: z.number().int().min(1).max(10_000), default: 50, help: 'images in one request' }),
+    /** Largest image in pixels (width x height) that is decoded at all; refuses decompression bombs (50 MP). */
+    maxImagePixels: setting({ schema: z.number().int().min(1), default: 50_000_000, help: 'largest image in pixels that is decoded at all' }),
+    /** Time to fetch one remote image, connect included, in ms. */
+    imageFetchTimeoutMs: setting({ schema: z.number().int().min(100), default: 10_000, help: 'ms to fetch one remote image, connect included' }),
+    /** Requests waiting for a slot per model before new ones get 429. */
+    maxQueuedPerModel: setting({ schema: z.number().int().min(0), default: 64, help: 'requests waiting for a slot per model before new ones get 429' }),
+    /** Longest a request may wait in the queue for a slot, in ms. */
+    queueTimeoutMs: setting({ schema: z.number().int().min(100), default: 120_000, help: 'ms a request may wait in the queue for a slot' }),
+  }),
+
+  /** How images are normalized and cached. */
+  images: section('how images are normalized and cached', {
+    /** Colour transparent pixels are composited onto, `#rrggbb`. */
+    background: setting({
+      schema: z.string().regex(/^#[0-9a-fA-F]{6}$/, 'must be a #rrggbb colour'),
+      default: '#ffffff',
+      help: 'colour transparent pixels are composited onto, #rrggbb',
+    }),
+    /** Redirects followed when fetching one remote image; every hop is checked again. */
+    maxRedirects: setting({ schema: z.number().int().min(0).max(10), default: 3, help: 'redirects followed when fetching one remote image' }),
+    /** Bytes of normalized images kept by content hash (0 disables; 256 MiB). */
+    decodedCacheBytes: setting({ schema: z.number().int().min(0), default: 256 * 1024 * 1024, help: 'bytes of normalized images kept by content hash (0 disables)' }),
+    /** Bytes of fetched images kept by URL (0 disables; 64 MiB). */
+    fetchCacheBytes: setting({ schema: z.number().int().min(0), default: 64 * 1024 * 1024, help: 'bytes of fetched images kept by URL (0 disables)' }),
+    /** How long fetched image bytes are reused, in ms. */
+    fetchCacheTtlMs: setting({ schema: z.number().int().min(0).max(3_600_000), default: 60_000, help: 'ms fetched image bytes are reused' }),
+  }),
+} as const;
+
+/** A setting with its place: `path` in the config (or in a model, or in loading), as camelCase segments. */
+export interface PlacedSetting {
+  scope: 'server' | 'model' | 'loading';
+  path: readonly string[];
+  setting: Setting;
+}
+
+/** Every setting of the table with its place, in table order (the order of --help). */
+export function allSettings(): PlacedSetting[] {
+  const placed: PlacedSetting[] = [];
+  const walk = (scope: PlacedSetting['scope'], table: Record<string, Setting | Section>, prefix: readonly string[]): void => {
+    for (const [key, entry] of Object.entries(table)) {
+      if ('section' in entry) walk(scope, entry.section, [...prefix, key]);
+      else placed.push({ scope, path: [...prefix, key], setting: entry });
+    }
+  };
+  walk('loading', LOADING_SETTINGS, []);
+  walk('model', MODEL_SETTINGS, []);
+  walk('server', SERVER_SETTINGS, []);
+  return placed;
+}
+
+/** The config file key of a place: `limits.max_body_bytes`. */
+export function yamlKey(path: readonly string[]): string {
+  return path.map((segment) => segment.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`)).join('.');
+}
+
+/** The key of a flag in the parsed flags object: `--max-body-bytes` -> `maxBodyBytes`. */
+export function flagKey(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
+}
