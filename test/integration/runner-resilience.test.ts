@@ -11,15 +11,26 @@ import { processExists, startIris, syntheticModel, waitFor, type IrisProcess } f
 
 const MODEL = 'tiny';
 
-/** The pid and port of the llama-server child, from Iris's own "llama-server ready" log records. */
-function runner(iris: IrisProcess): { pid: number; port: number } {
-  const record = iris.logRecords('llama-server ready').at(-1);
-  assert.ok(record, 'iris logged that llama-server is ready');
+/**
+ * The pid and port of the llama-server child, from Iris's own "llama-server ready" log records: the latest,
+ * or with `previousPid`, the first one logged after that child's. Log lines reach the pipe asynchronously,
+ * possibly after the HTTP answer that follows them, so this waits for the record.
+ */
+async function runner(iris: IrisProcess, previousPid?: number): Promise<{ pid: number; port: number }> {
+  const latest = () => {
+    const records = iris.logRecords('llama-server ready');
+    const previous = previousPid === undefined ? -1 : records.findLastIndex((record) => Number(record['pid']) === previousPid);
+    return records.slice(previous + 1).at(-1);
+  };
+  assert.ok(await waitFor(() => latest() !== undefined, 10_000), 'iris logged that llama-server is ready');
+  const record = latest()!;
   return { pid: Number(record['pid']), port: Number(record['port']) };
 }
 
 async function slots(port: number): Promise<{ is_processing: boolean }[]> {
-  return (await fetch(`http://127.0.0.1:${port}/slots`).then((response) => response.json())) as { is_processing: boolean }[];
+  const read = () => fetch(`http://127.0.0.1:${port}/slots`).then((response) => response.json()) as Promise<{ is_processing: boolean }[]>;
+  // A pooled keep-alive connection that llama-server closed while idle fails once; a fresh one does not.
+  return read().catch(read);
 }
 
 /** A request that generates for a long time (a high token budget on a big context). */
@@ -54,7 +65,7 @@ describe('runner resilience', () => {
   });
 
   test('a client that disconnects mid-stream stops the generation, and the next request is served', async () => {
-    const { port } = runner(iris);
+    const { port } = await runner(iris);
     const controller = new AbortController();
     const response = await fetch(`${iris.baseUrl}/v1/chat/completions`, {
       method: 'POST',
@@ -75,7 +86,7 @@ describe('runner resilience', () => {
   });
 
   test('a non-streaming client that disconnects also frees the slot', async () => {
-    const { port } = runner(iris);
+    const { port } = await runner(iris);
     const controller = new AbortController();
     const pending = fetch(`${iris.baseUrl}/v1/chat/completions`, {
       method: 'POST',
@@ -90,7 +101,7 @@ describe('runner resilience', () => {
   });
 
   test('llama-server killed mid-request: the request fails cleanly, the runner restarts, the next request succeeds', async () => {
-    const before = runner(iris);
+    const before = await runner(iris);
     const pending = fetch(`${iris.baseUrl}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -107,13 +118,13 @@ describe('runner resilience', () => {
     // A stream cut by a dying runner ends with an error event, not a hang.
     const next = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'again' }], max_tokens: 4 });
     assertMatchesSchema('CreateChatCompletionResponse', next);
-    const after = runner(iris);
+    const after = await runner(iris, before.pid);
     assert.notEqual(after.pid, before.pid, 'a new llama-server was started');
     assert.equal(processExists(before.pid), false);
   });
 
   test('a stream whose runner dies ends with an error event', async () => {
-    const current = runner(iris);
+    const current = await runner(iris);
     const response = await fetch(`${iris.baseUrl}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -133,7 +144,7 @@ describe('runner resilience', () => {
     const last = JSON.parse(events.at(-1)!);
     assertMatchesSchema('ErrorResponse', last);
     assert.equal(last.error.code, 'engine_crashed');
-    await waitFor(() => runner(iris).pid !== current.pid, 30_000);
+    await runner(iris, current.pid);
     const next = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
     assertMatchesSchema('CreateChatCompletionResponse', next);
   });
@@ -144,7 +155,7 @@ describe('no orphans', () => {
     const model = await syntheticModel('tiny');
     const iris = await startIris({ args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL] });
     try {
-      const { pid } = runner(iris);
+      const { pid } = await runner(iris);
       assert.ok(processExists(pid));
       iris.child.kill('SIGKILL');
       assert.ok(await waitFor(() => !processExists(pid), 5000), `llama-server ${pid} outlived a SIGKILLed Iris`);
@@ -156,7 +167,7 @@ describe('no orphans', () => {
   test('SIGTERM of Iris stops its llama-server and exits 0', async () => {
     const model = await syntheticModel('tiny');
     const iris = await startIris({ args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL] });
-    const { pid } = runner(iris);
+    const { pid } = await runner(iris);
     const exited = new Promise<number | null>((resolve) => iris.child.once('exit', (code) => resolve(code)));
     iris.child.kill('SIGTERM');
     assert.equal(await exited, 0);
