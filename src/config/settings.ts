@@ -272,6 +272,8 @@ export const SERVER_SETTINGS = {
     maxImageBytes: setting({ schema: z.number().int().min(1024), default: 20 * 1000 * 1000, help: 'largest single image in bytes' }),
     /** All images of one request together, in bytes (50 MB). */
     maxRequestImageBytes: setting({ schema: z.number().int().min(1024), default: 50 * 1000 * 1000, help: 'all images of one request together, in bytes' }),
+    /** Largest `n` (choices) of one chat request; each choice takes a slot of the model. */
+    maxChoicesPerRequest: setting({ schema: z.number().int().min(1).max(128), default: 8, help: 'largest n (choices) of one chat request' }),
     /** Images in one request. */
     maxImagesPerRequest: setting({ schema: z.number().int().min(1).max(10_000), default: 50, help: 'images in one request' }),
     /** Largest image in pixels (width x height) that is decoded at all; refuses decompression bombs (50 MP). */

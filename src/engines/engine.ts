@@ -7,7 +7,7 @@
  * Inside Iris a stream is an async iterable of typed {@link StreamPart}s; SSE exists only at the HTTP edge.
  */
 import type { IrisError } from '../errors.js';
-import type { EngineUsage, FinishReason } from '../protocol/generation-result.js';
+import type { EngineChoice, EngineToolCall, EngineUsage, FinishReason, TokenLogprob } from '../protocol/generation-result.js';
 
 /**
  * What an engine can take. Each engine class declares it for its settings (a static `capabilitiesFor`), so
@@ -19,6 +19,17 @@ export interface EngineCapabilities {
   vision: boolean;
   /** Most images one request may carry (0 for a text-only engine). */
   maxImagesPerRequest: number;
+  /** Takes `tools` and answers with `tool-call-delta` parts. */
+  toolCalls: boolean;
+  /** Constrains output to `responseFormat` (JSON, JSON Schema). */
+  structuredOutputs: boolean;
+  /** Reports token log-probabilities (`logprobs` parts) when asked. */
+  logprobs: boolean;
+  /**
+   * Most choices one engine request can produce (`EngineRequest.n`). An engine that generates one answer per
+   * request says 1, and callers fan a request for n choices out over n engine requests.
+   */
+  maxChoicesPerRequest: number;
 }
 
 /** An image ready for the engine: decoded, oriented, rescaled and re-encoded by Iris. */
@@ -36,9 +47,32 @@ export type EngineContentPart = { type: 'text'; text: string } | { type: 'image'
 
 /** One message of the conversation. */
 export interface EngineMessage {
-  role: 'system' | 'user' | 'assistant';
+  role: 'system' | 'user' | 'assistant' | 'tool';
   content: EngineContentPart[];
+  /** Calls an assistant message made (its content may then be empty). */
+  toolCalls?: EngineToolCall[];
+  /** For a `tool` message: the id of the call it answers. */
+  toolCallId?: string;
 }
+
+/** A function the model may call. */
+export interface EngineTool {
+  name: string;
+  description?: string;
+  /** JSON Schema of the arguments object. */
+  parameters?: Record<string, unknown>;
+  /** Asks for the arguments to follow `parameters` exactly. */
+  strict?: boolean;
+}
+
+/** Whether and which tool the model must call: none, its choice, at least one, or this function. */
+export type EngineToolChoice = 'none' | 'auto' | 'required' | { name: string };
+
+/** The shape the output must take. */
+export type EngineResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | { type: 'json_schema'; name: string; schema: Record<string, unknown>; strict?: boolean; description?: string };
 
 /** Sampling and length controls; absent means the engine's default. */
 export interface GenerationParams {
@@ -54,32 +88,61 @@ export interface GenerationParams {
   repetitionPenalty?: number;
   /** Generate until maxTokens even past end-of-sequence (benchmarks, load tests). */
   ignoreEos?: boolean;
+  /** Added to the logits of token ids (keys are token ids as decimal strings), -100..100. */
+  logitBias?: Record<string, number>;
 }
 
 /** One request to an engine. */
 export interface EngineRequest {
   messages: EngineMessage[];
   params: GenerationParams;
+  /** Functions the model may call (needs `capabilities.toolCalls`). */
+  tools?: EngineTool[];
+  /** @default 'auto' when tools are given */
+  toolChoice?: EngineToolChoice;
+  /** Whether one answer may hold several calls. @default the model's chat template's ability */
+  parallelToolCalls?: boolean;
+  /** Output shape (needs `capabilities.structuredOutputs` unless `text`). */
+  responseFormat?: EngineResponseFormat;
+  /** Report this many alternatives (0-20) beside each generated token's log-probability. Absent: no logprobs. */
+  topLogprobs?: number;
+  /** Choices to generate, at most `capabilities.maxChoicesPerRequest`. @default 1 */
+  n?: number;
   /** Aborted when the client goes away; the engine stops generating. */
   signal: AbortSignal;
 }
 
-// Usage and finish reason are part of the wire format; engines report them in protocol's terms.
-export type { EngineUsage, FinishReason } from '../protocol/generation-result.js';
+// Usage, finish reason and the parts of a finished choice are part of the wire format; engines report them
+// in protocol's terms.
+export type {
+  EngineChoice,
+  EngineToolCall,
+  EngineUsage,
+  FinishReason,
+  TokenLogprob,
+  TopLogprob,
+} from '../protocol/generation-result.js';
 
 /** A finished, non-streamed completion. */
 export interface EngineCompletion {
-  /** Generated text. Gibberish from random models can hold U+FFFD where bytes were not valid UTF-8. */
-  text: string;
-  finishReason: FinishReason;
+  /** Choices in index order (one unless `n` > 1). */
+  choices: EngineChoice[];
+  /** Prompt counted once, completion tokens summed over choices. */
   usage: EngineUsage;
 }
 
-/** One typed event of a streamed completion, in order: text-delta*, then usage and finish, or an error. */
+/**
+ * One typed event of a streamed completion. Per choice: deltas (text, tool calls, logprobs) then one finish;
+ * a single usage part for the whole request; or an error that ends the stream. `choice` is the choice's
+ * index (absent means 0). A `tool-call-delta` carries the call's id and name the first time its `index`
+ * appears, and argument text after, as OpenAI streams them.
+ */
 export type StreamPart =
-  | { type: 'text-delta'; text: string }
+  | { type: 'text-delta'; choice?: number; text: string }
+  | { type: 'tool-call-delta'; choice?: number; index: number; id?: string; name?: string; argumentsDelta: string }
+  | { type: 'logprobs'; choice?: number; content: TokenLogprob[] }
   | { type: 'usage'; usage: EngineUsage }
-  | { type: 'finish'; finishReason: FinishReason }
+  | { type: 'finish'; choice?: number; finishReason: FinishReason }
   | { type: 'error'; error: IrisError };
 
 /** A request to count the prompt tokens of messages without generating. */

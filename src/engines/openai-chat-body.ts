@@ -33,6 +33,41 @@ export function toOpenAIChatBody(request: EngineRequest, model?: string): Record
   // other's name, so both are sent.
   set('repetition_penalty', params.repetitionPenalty);
   set('repeat_penalty', params.repetitionPenalty);
+  set('logit_bias', params.logitBias);
+  if (request.tools && request.tools.length > 0) {
+    body['tools'] = request.tools.map((tool) => ({
+      type: 'function',
+      function: {
+        name: tool.name,
+        ...(tool.description === undefined ? {} : { description: tool.description }),
+        ...(tool.parameters === undefined ? {} : { parameters: tool.parameters }),
+        ...(tool.strict === undefined ? {} : { strict: tool.strict }),
+      },
+    }));
+  }
+  const choice = request.toolChoice;
+  if (choice !== undefined) body['tool_choice'] = typeof choice === 'string' ? choice : { type: 'function', function: { name: choice.name } };
+  set('parallel_tool_calls', request.parallelToolCalls);
+  const format = request.responseFormat;
+  if (format !== undefined) {
+    body['response_format'] =
+      format.type === 'json_schema'
+        ? {
+            type: 'json_schema',
+            json_schema: {
+              name: format.name,
+              schema: format.schema,
+              ...(format.strict === undefined ? {} : { strict: format.strict }),
+              ...(format.description === undefined ? {} : { description: format.description }),
+            },
+          }
+        : { type: format.type };
+  }
+  if (request.topLogprobs !== undefined) {
+    body['logprobs'] = true;
+    body['top_logprobs'] = request.topLogprobs;
+  }
+  if (request.n !== undefined && request.n !== 1) body['n'] = request.n;
   return body;
 }
 
@@ -42,11 +77,19 @@ export function toOpenAIChatBody(request: EngineRequest, model?: string): Record
  */
 function toOpenAIMessage(message: EngineMessage): Record<string, unknown> {
   const hasImage = message.content.some((part) => part.type === 'image');
+  const extra: Record<string, unknown> = {};
+  if (message.toolCalls && message.toolCalls.length > 0) {
+    extra['tool_calls'] = message.toolCalls.map((call) => ({ id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }));
+  }
+  if (message.toolCallId !== undefined) extra['tool_call_id'] = message.toolCallId;
   if (!hasImage) {
-    return { role: message.role, content: message.content.map((part) => (part.type === 'text' ? part.text : '')).join('') };
+    const text = message.content.map((part) => (part.type === 'text' ? part.text : '')).join('');
+    // An assistant turn that only calls tools has no content, as OpenAI writes it.
+    return { role: message.role, content: text === '' && extra['tool_calls'] ? null : text, ...extra };
   }
   return {
     role: message.role,
+    ...extra,
     content: message.content.map((part) =>
       part.type === 'text'
         ? { type: 'text', text: part.text }

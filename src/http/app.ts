@@ -56,7 +56,11 @@ export function createApp(deps: AppDeps): FastifyInstance {
   installErrorHandler(app);
   registerHealth(app, { registry: deps.registry, preload: deps.preload });
   registerModels(app, deps);
-  registerChatCompletions(app, { ...deps, fingerprint: `iris-${deps.version}` });
+  registerChatCompletions(app, {
+    ...deps,
+    fingerprint: `iris-${deps.version}`,
+    maxChoicesPerRequest: deps.config.limits.maxChoicesPerRequest,
+  });
   registerTokenize(app, deps);
   return app;
 }

@@ -71,11 +71,16 @@ export function totalImageTokens(imageTokens: readonly (number | undefined)[]): 
 
 function toEngineMessage(message: ChatMessage, nextImage: () => EngineImage): EngineMessage {
   const role = message.role === 'developer' ? 'system' : message.role;
+  const extra: Pick<EngineMessage, 'toolCalls' | 'toolCallId'> = {};
+  if (message.role === 'assistant' && message.tool_calls && message.tool_calls.length > 0) {
+    extra.toolCalls = message.tool_calls.map((call) => ({ id: call.id, name: call.function.name, arguments: call.function.arguments }));
+  }
+  if (message.role === 'tool') extra.toolCallId = message.tool_call_id;
   const content = message.content;
-  if (content === undefined || content === null) return { role, content: [] };
-  if (typeof content === 'string') return { role, content: [{ type: 'text', text: content }] };
+  if (content === undefined || content === null) return { role, content: [], ...extra };
+  if (typeof content === 'string') return { role, content: [{ type: 'text', text: content }], ...extra };
   const parts: EngineContentPart[] = content.map((part) =>
     part.type === 'text' ? { type: 'text', text: part.text } : { type: 'image', image: nextImage() },
   );
-  return { role, content: parts };
+  return { role, content: parts, ...extra };
 }

@@ -2,9 +2,10 @@
  * The OpenAI chat-completions request, as zod schemas. Parsing turns any mismatch into a 400
  * {@link IrisError} whose `param` names the exact field (`messages[0].content[1].image_url.detail`).
  *
- * Unknown top-level fields are ignored (clients and SDKs send extras such as `user` or `metadata`);
- * known fields that Iris cannot honour yet (`n` > 1, `logprobs`, `tools`) are rejected by name rather than
- * silently ignored, so a caller never gets an answer to a question it did not ask.
+ * Every parameter of OpenAI's request is either honoured, accepted because it changes nothing about the
+ * answer (`user`, `metadata`, `store`, ...), or refused by name (`audio`, `prediction`, the legacy
+ * `functions`, ...): a caller never gets an answer to a question it did not ask. The README's parameter
+ * table lists each. Fields that are not OpenAI's are ignored, as SDKs send extras of their own.
  */
 import { z } from 'zod';
 import { invalidRequest, type IrisError } from '../errors.js';
@@ -46,17 +47,85 @@ const userMessageSchema = z.looseObject({
   name: z.string().optional(),
 });
 
+/** OpenAI's rule for function names (tools and named tool_choice). */
+const functionNameSchema = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, underscores or dashes');
+
+const toolCallSchema = z.strictObject({
+  id: z.string().min(1, 'must not be empty'),
+  type: z.literal('function'),
+  function: z.strictObject({ name: functionNameSchema, arguments: z.string() }),
+});
+
 const assistantMessageSchema = z.looseObject({
   role: z.literal('assistant'),
   content: z.union([z.string(), z.array(textPartSchema), z.null()]).optional(),
   name: z.string().optional(),
   refusal: z.string().nullable().optional(),
+  tool_calls: z.array(toolCallSchema).nullable().optional(),
+  function_call: z.undefined({ error: "the legacy 'function_call' is not supported; use 'tool_calls'" }).optional(),
+  audio: z.null({ error: 'audio output is not supported' }).optional(),
 });
 
-const messageSchema = z.discriminatedUnion('role', [systemMessageSchema, userMessageSchema, assistantMessageSchema], {
-  error: (issue) =>
-    issue.code === 'invalid_union' ? "role must be one of 'system', 'developer', 'user', 'assistant'" : undefined,
+const toolMessageSchema = z.looseObject({
+  role: z.literal('tool'),
+  content: z.union([z.string(), z.array(textPartSchema).min(1)], {
+    error: 'must be a string or a non-empty array of text parts',
+  }),
+  tool_call_id: z.string().min(1, 'must not be empty'),
 });
+
+const messageSchema = z.discriminatedUnion('role', [systemMessageSchema, userMessageSchema, assistantMessageSchema, toolMessageSchema], {
+  error: (issue) =>
+    issue.code === 'invalid_union' ? "role must be one of 'system', 'developer', 'user', 'assistant', 'tool'" : undefined,
+});
+
+const toolSchema = z.strictObject({
+  type: z.literal('function', { error: "only 'function' tools are supported" }),
+  function: z.strictObject({
+    name: functionNameSchema,
+    description: z.string().optional(),
+    parameters: z.record(z.string(), z.unknown()).optional(),
+    strict: z.boolean().nullable().optional(),
+  }),
+});
+
+const toolChoiceSchema = z.union(
+  [z.enum(['none', 'auto', 'required']), z.strictObject({ type: z.literal('function'), function: z.strictObject({ name: functionNameSchema }) })],
+  { error: "must be 'none', 'auto', 'required' or {\"type\":\"function\",\"function\":{\"name\":...}}" },
+);
+
+const responseFormatSchema = z.discriminatedUnion(
+  'type',
+  [
+    z.strictObject({ type: z.literal('text') }),
+    z.strictObject({ type: z.literal('json_object') }),
+    z.strictObject({
+      type: z.literal('json_schema'),
+      json_schema: z.strictObject({
+        name: functionNameSchema,
+        description: z.string().optional(),
+        schema: z.record(z.string(), z.unknown()).optional(),
+        strict: z.boolean().nullable().optional(),
+      }),
+    }),
+  ],
+  { error: (issue) => (issue.code === 'invalid_union' ? "type must be 'text', 'json_object' or 'json_schema'" : undefined) },
+);
+
+/**
+ * Fields of OpenAI's request that Iris refuses by name when set (null counts as unset), and why. Each would
+ * change the answer, and Iris cannot do what it asks.
+ */
+export const REFUSED_PARAMETERS: Readonly<Record<string, string>> = {
+  audio: 'audio output is not supported',
+  prediction: 'predicted outputs are not supported',
+  web_search_options: 'web search is not supported',
+  functions: "the legacy 'functions' is not supported; use 'tools'",
+  function_call: "the legacy 'function_call' is not supported; use 'tool_choice'",
+  reasoning_effort: 'the models served here have no reasoning effort setting',
+  verbosity: 'the models served here have no verbosity setting',
+  moderation: 'moderation is not supported',
+};
 
 const nullableNumber = (schema: z.ZodNumber) => schema.nullable().optional();
 
@@ -65,7 +134,10 @@ export const chatRequestSchema = z.looseObject({
   model: z.string().min(1, 'must not be empty'),
   messages: z.array(messageSchema).min(1, 'must contain at least one message'),
   stream: z.boolean().nullable().optional(),
-  stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullable().optional(),
+  stream_options: z
+    .strictObject({ include_usage: z.boolean().nullable().optional(), include_obfuscation: z.boolean().nullable().optional() })
+    .nullable()
+    .optional(),
   max_tokens: nullableNumber(z.number().int().min(1)),
   max_completion_tokens: nullableNumber(z.number().int().min(1)),
   temperature: nullableNumber(z.number().min(0).max(2)),
@@ -81,9 +153,26 @@ export const chatRequestSchema = z.looseObject({
   ignore_eos: z.boolean().nullable().optional(),
   n: nullableNumber(z.number().int().min(1)),
   logprobs: z.boolean().nullable().optional(),
-  top_logprobs: z.number().int().nullable().optional(),
-  tools: z.array(z.unknown()).nullable().optional(),
-  user: z.string().optional(),
+  top_logprobs: nullableNumber(z.number().int().min(0).max(20)),
+  logit_bias: z
+    .record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100))
+    .nullable()
+    .optional(),
+  tools: z.array(toolSchema).nullable().optional(),
+  tool_choice: toolChoiceSchema.nullable().optional(),
+  parallel_tool_calls: z.boolean().nullable().optional(),
+  response_format: responseFormatSchema.nullable().optional(),
+  // Accepted without effect: they change nothing about the answer.
+  user: z.string().nullable().optional(),
+  metadata: z.record(z.string(), z.string()).nullable().optional(),
+  store: z.boolean().nullable().optional(),
+  service_tier: z.string().nullable().optional(),
+  prompt_cache_key: z.string().nullable().optional(),
+  prompt_cache_retention: z.string().nullable().optional(),
+  prompt_cache_options: z.unknown().optional(),
+  safety_identifier: z.string().nullable().optional(),
+  // Text is the only output modality: asking for it is fine, anything else is refused in parseChatRequest.
+  modalities: z.array(z.string()).nullable().optional(),
 });
 
 /** A parsed chat request. */
@@ -93,22 +182,42 @@ export type ChatMessage = ChatRequest['messages'][number];
 /** One parsed user content part. */
 export type UserContentPart = z.output<typeof userPartSchema>;
 
+/** Limits of a chat request that come from configuration. */
+export interface ChatRequestLimits {
+  /** Largest `n`. */
+  maxChoices: number;
+}
+
 /** Parses and validates a request body; throws a 400 IrisError naming the field on any mismatch. */
-export function parseChatRequest(body: unknown): ChatRequest {
+export function parseChatRequest(body: unknown, limits: ChatRequestLimits): ChatRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw invalidRequest('The request body must be a JSON object.', null, 'invalid_request');
+  }
+  for (const [name, why] of Object.entries(REFUSED_PARAMETERS)) {
+    if ((body as Record<string, unknown>)[name] != null) throw invalidRequest(`'${name}' is not supported: ${why}.`, name, 'unsupported_parameter');
   }
   const result = chatRequestSchema.safeParse(body);
   if (!result.success) throw zodToIrisError(result.error, body);
   const request = result.data;
-  if (request.n != null && request.n !== 1) {
-    throw invalidRequest('Only n=1 is supported.', 'n', 'unsupported_parameter');
+  if (request.modalities != null && request.modalities.some((modality) => modality !== 'text')) {
+    throw invalidRequest("'modalities' is not supported beyond [\"text\"]: only text output is supported.", 'modalities', 'unsupported_parameter');
   }
-  if (request.logprobs === true) {
-    throw invalidRequest('logprobs is not supported.', 'logprobs', 'unsupported_parameter');
+  if (request.n != null && request.n > limits.maxChoices) {
+    throw invalidRequest(`Invalid value for 'n': at most ${limits.maxChoices} choices per request.`, 'n', 'invalid_value');
   }
-  if (request.tools != null && request.tools.length > 0) {
-    throw invalidRequest('Tool calling is not supported.', 'tools', 'unsupported_parameter');
+  if (request.top_logprobs != null && request.logprobs !== true) {
+    throw invalidRequest("'top_logprobs' needs 'logprobs' set to true.", 'top_logprobs', 'invalid_value');
+  }
+  const toolNames = new Set((request.tools ?? []).map((tool) => tool.function.name));
+  const choice = request.tool_choice;
+  if (choice != null && choice !== 'none' && toolNames.size === 0) {
+    throw invalidRequest("'tool_choice' needs 'tools'.", 'tool_choice', 'invalid_value');
+  }
+  if (typeof choice === 'object' && choice !== null && !toolNames.has(choice.function.name)) {
+    throw invalidRequest(`'tool_choice' names the function '${choice.function.name}', which is not in 'tools'.`, 'tool_choice.function.name', 'invalid_value');
+  }
+  if (request.parallel_tool_calls != null && toolNames.size === 0) {
+    throw invalidRequest("'parallel_tool_calls' needs 'tools'.", 'parallel_tool_calls', 'invalid_value');
   }
   return request;
 }

@@ -4,7 +4,7 @@
  * usage is requested).
  */
 import { randomBytes } from 'node:crypto';
-import type { EngineUsage, FinishReason } from './generation-result.js';
+import type { EngineChoice, EngineUsage, FinishReason, TokenLogprob } from './generation-result.js';
 
 /** `usage` of a response. */
 export interface ChatUsage {
@@ -13,6 +13,35 @@ export interface ChatUsage {
   total_tokens: number;
   /** `image_tokens` (an Iris extension): prompt tokens of the request's images; absent when not predictable. */
   prompt_tokens_details: { cached_tokens: number; image_tokens?: number };
+}
+
+/** One token's log-probability, as OpenAI writes it. */
+export interface ChatTokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[] | null;
+  top_logprobs: { token: string; logprob: number; bytes: number[] | null }[];
+}
+
+/** `logprobs` of a choice. */
+export interface ChatLogprobs {
+  content: ChatTokenLogprob[];
+  refusal: null;
+}
+
+/** A tool call of a response message. */
+export interface ChatToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/** A tool call fragment of a streamed delta. */
+export interface ChatToolCallDelta {
+  index: number;
+  id?: string;
+  type?: 'function';
+  function: { name?: string; arguments: string };
 }
 
 /** A non-streamed chat completion. */
@@ -24,11 +53,19 @@ export interface ChatCompletion {
   system_fingerprint: string;
   choices: {
     index: number;
-    message: { role: 'assistant'; content: string; refusal: null };
-    logprobs: null;
+    message: { role: 'assistant'; content: string | null; refusal: null; tool_calls?: ChatToolCall[] };
+    logprobs: ChatLogprobs | null;
     finish_reason: FinishReason;
   }[];
   usage: ChatUsage;
+}
+
+/** The delta of one streamed choice. */
+export interface ChatDelta {
+  role?: 'assistant';
+  content?: string;
+  refusal?: null;
+  tool_calls?: ChatToolCallDelta[];
 }
 
 /** One streamed chunk. */
@@ -40,8 +77,8 @@ export interface ChatCompletionChunk {
   system_fingerprint: string;
   choices: {
     index: number;
-    delta: { role?: 'assistant'; content?: string; refusal?: null };
-    logprobs: null;
+    delta: ChatDelta;
+    logprobs: ChatLogprobs | null;
     finish_reason: FinishReason | null;
   }[];
   usage?: ChatUsage | null;
@@ -75,18 +112,32 @@ export function toChatUsage(usage: EngineUsage, imageTokens?: number): ChatUsage
   };
 }
 
-/** A whole chat completion. */
-export function buildCompletion(
-  identity: CompletionIdentity,
-  text: string,
-  finishReason: FinishReason,
-  usage: EngineUsage,
-  imageTokens?: number,
-): ChatCompletion {
+/** OpenAI `logprobs` of a choice from engine log-probabilities. */
+export function toChatLogprobs(content: readonly TokenLogprob[]): ChatLogprobs {
+  return {
+    content: content.map((token) => ({ token: token.token, logprob: token.logprob, bytes: token.bytes, top_logprobs: token.topLogprobs })),
+    refusal: null,
+  };
+}
+
+/** A whole chat completion. A choice that only calls tools has `content: null`, as OpenAI answers. */
+export function buildCompletion(identity: CompletionIdentity, choices: readonly EngineChoice[], usage: EngineUsage, imageTokens?: number): ChatCompletion {
   return {
     ...identity,
     object: 'chat.completion',
-    choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finishReason }],
+    choices: choices.map((choice, index) => ({
+      index,
+      message: {
+        role: 'assistant',
+        content: choice.text === '' && choice.toolCalls.length > 0 ? null : choice.text,
+        refusal: null,
+        ...(choice.toolCalls.length > 0
+          ? { tool_calls: choice.toolCalls.map((call) => ({ id: call.id, type: 'function' as const, function: { name: call.name, arguments: call.arguments } })) }
+          : {}),
+      },
+      logprobs: choice.logprobs ? toChatLogprobs(choice.logprobs) : null,
+      finish_reason: choice.finishReason,
+    })),
     usage: toChatUsage(usage, imageTokens),
   };
 }
@@ -94,14 +145,16 @@ export function buildCompletion(
 /** A chunk with one choice. `withUsage` adds `usage: null`, as the hosted API does when include_usage is on. */
 export function buildChunk(
   identity: CompletionIdentity,
-  delta: ChatCompletionChunk['choices'][number]['delta'],
+  delta: ChatDelta,
   finishReason: FinishReason | null,
   withUsage: boolean,
+  choiceIndex = 0,
+  logprobs: ChatLogprobs | null = null,
 ): ChatCompletionChunk {
   return {
     ...identity,
     object: 'chat.completion.chunk',
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+    choices: [{ index: choiceIndex, delta, logprobs, finish_reason: finishReason }],
     ...(withUsage ? { usage: null } : {}),
   };
 }

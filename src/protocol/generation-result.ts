@@ -13,4 +13,36 @@ export interface EngineUsage {
 }
 
 /** Why generation ended. */
-export type FinishReason = 'stop' | 'length';
+export type FinishReason = 'stop' | 'length' | 'tool_calls';
+
+/** A function call the assistant made: generated, or carried in the conversation history. */
+export interface EngineToolCall {
+  /** The call's id (`call_...`), echoed by the `tool` message that answers it. */
+  id: string;
+  name: string;
+  /** The arguments as a JSON text, as the model wrote them. */
+  arguments: string;
+}
+
+/** One alternative token at a position, with its log-probability. */
+export interface TopLogprob {
+  token: string;
+  logprob: number;
+  /** UTF-8 bytes of the token (a token may be part of a character). */
+  bytes: number[] | null;
+}
+
+/** A generated token with its log-probability and the most likely alternatives. */
+export interface TokenLogprob extends TopLogprob {
+  topLogprobs: TopLogprob[];
+}
+
+/** One finished choice. */
+export interface EngineChoice {
+  /** Generated text. Gibberish from random models can hold U+FFFD where bytes were not valid UTF-8. */
+  text: string;
+  toolCalls: EngineToolCall[];
+  /** Per generated token, when `topLogprobs` was asked for. */
+  logprobs?: TokenLogprob[];
+  finishReason: FinishReason;
+}

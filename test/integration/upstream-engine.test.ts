@@ -162,11 +162,11 @@ describe('completions through upstreams', () => {
       `with image ${withImage.usage.promptTokens} vs text ${plain.usage.promptTokens} (+${imageTokens} expected)`,
     );
     assert.ok(withImage.usage.completionTokens > 0 && withImage.usage.completionTokens <= 2);
-    assert.ok(['stop', 'length'].includes(withImage.finishReason));
+    assert.ok(['stop', 'length'].includes(withImage.choices[0]!.finishReason));
   });
 
   for (const kind of ['an upstream Iris', 'llama-server']) {
-    test(`streaming through ${kind}: text deltas, then usage and finish; equal to non-streaming at temperature 0 with a seed`, async () => {
+    test(`streaming through ${kind}: text deltas, then finish and usage; equal to non-streaming at temperature 0 with a seed`, async () => {
       const upstream = upstreams().find((candidate) => candidate.name === kind)!;
       const remote = engine({ endpoints: [upstream.endpoint], model: upstream.model });
       const messages: EngineMessage[] = [
@@ -177,7 +177,7 @@ describe('completions through upstreams', () => {
       const parts = await collect(remote.stream(request(messages, params)));
       const deltas = parts.filter((part) => part.type === 'text-delta');
       assert.ok(deltas.length > 0, 'text arrived in deltas');
-      assert.deepEqual(parts.slice(-2).map((part) => part.type), ['usage', 'finish']);
+      assert.deepEqual(parts.slice(-2).map((part) => part.type), ['finish', 'usage']);
       assert.ok(parts.slice(0, -2).every((part) => part.type === 'text-delta'));
       const usage = parts.find((part) => part.type === 'usage');
       assert.ok(usage?.type === 'usage');
@@ -186,7 +186,7 @@ describe('completions through upstreams', () => {
       const streamed = deltas.map((part) => (part.type === 'text-delta' ? part.text : '')).join('');
 
       const whole = await remote.complete(request(messages, params));
-      assert.equal(whole.text, streamed);
+      assert.equal(whole.choices[0]!.text, streamed);
       assert.equal(whole.usage.completionTokens, usage.usage.completionTokens);
       assert.equal(whole.usage.promptTokens, usage.usage.promptTokens);
     });

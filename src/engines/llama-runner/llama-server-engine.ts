@@ -5,22 +5,14 @@
  * and failures into Iris's typed parts and errors.
  */
 import { Agent, request as httpRequest, type Dispatcher } from 'undici';
-import type {
-  Engine,
-  EngineCapabilities,
-  EngineCompletion,
-  EngineRequest,
-  EngineTokenCountRequest,
-  EngineUsage,
-  FinishReason,
-  StreamPart,
-} from '../engine.js';
+import type { Engine, EngineCapabilities, EngineCompletion, EngineRequest, EngineTokenCountRequest, StreamPart } from '../engine.js';
 import { IrisError, engineFailed, engineUnavailable, invalidRequest, requestCancelled } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { LlamaServerProcess, type LlamaServerSettings } from './llama-server-process.js';
 import { collectCompletion } from '../collect-completion.js';
 import { toOpenAIChatBody } from '../openai-chat-body.js';
-import { parseSseData } from '../sse-lines.js';
+import { parseUpstreamError, type UpstreamErrorBody } from '../openai-error-body.js';
+import { decodeOpenAIChatStream } from '../openai-stream-decoder.js';
 
 /** Dependencies of a {@link LlamaServerEngine}. */
 export interface LlamaServerEngineDeps {
@@ -44,7 +36,15 @@ export class LlamaServerEngine implements Engine {
   /** What a model run with these settings takes: images only with a projector. */
   static capabilitiesFor(settings: { mmproj?: string | undefined; maxImagesPerRequest: number }): EngineCapabilities {
     const vision = settings.mmproj !== undefined;
-    return { vision, maxImagesPerRequest: vision ? settings.maxImagesPerRequest : 0 };
+    return {
+      vision,
+      maxImagesPerRequest: vision ? settings.maxImagesPerRequest : 0,
+      toolCalls: true,
+      structuredOutputs: true,
+      logprobs: true,
+      // llama-server answers one choice per request; Iris fans n out over the model's slots.
+      maxChoicesPerRequest: 1,
+    };
   }
 
   isReady(): boolean {
@@ -82,56 +82,31 @@ export class LlamaServerEngine implements Engine {
         }
         throw error;
       }
-      let finish: FinishReason | undefined;
-      let usage: EngineUsage | undefined;
+      // Whether a part reached the caller: until then a failure rejects (the engine contract).
       let produced = false;
-      let retry = false;
       try {
-        for await (const data of parseSseData(response.body)) {
-          if (data === '[DONE]') break;
-          let chunk: LlamaStreamChunk;
-          try {
-            chunk = JSON.parse(data) as LlamaStreamChunk;
-          } catch (error) {
-            throw engineFailed('llama-server sent a stream chunk that is not JSON.', 'engine_error', error);
-          }
-          if (chunk.error) {
-            const error = upstreamError(500, chunk.error);
-            if (!produced && cachePrompt && isStaleMediaCacheError(error)) {
-              retry = true;
-              break;
-            }
-            throw error;
-          }
-          const choice = chunk.choices?.[0];
-          const delta = choice?.delta?.content;
-          if (typeof delta === 'string' && delta.length > 0) {
-            produced = true;
-            yield { type: 'text-delta', text: delta };
-          }
-          if (choice?.finish_reason) finish = toFinishReason(choice.finish_reason);
-          if (chunk.usage) usage = toUsage(chunk.usage);
+        const decoderOptions = { source: 'llama-server', streamError: (error: UpstreamErrorBody) => upstreamError(streamErrorStatus(error), error, request) };
+        for await (const part of decodeOpenAIChatStream(response.body, decoderOptions)) {
+          produced = true;
+          yield part;
         }
+        return;
       } catch (error) {
-        response.body.destroy();
         const irisError = error instanceof IrisError ? error : this.#connectionError(error, request.signal);
+        if (!produced && cachePrompt && isStaleMediaCacheError(irisError)) {
+          this.#logger.warn('llama-server prompt cache split two images; retrying without prompt cache');
+          cachePrompt = false;
+          continue;
+        }
+        if (!produced) throw irisError;
         yield { type: 'error', error: irisError };
         return;
+      } finally {
+        if (!response.body.readableEnded) {
+          response.body.on('error', () => undefined);
+          response.body.destroy();
+        }
       }
-      if (retry) {
-        response.body.on('error', () => undefined);
-        response.body.destroy();
-        this.#logger.warn('llama-server prompt cache split two images; retrying without prompt cache');
-        cachePrompt = false;
-        continue;
-      }
-      if (finish === undefined) {
-        yield { type: 'error', error: engineFailed('llama-server ended the stream without finishing.', 'engine_crashed') };
-        return;
-      }
-      if (usage) yield { type: 'usage', usage };
-      yield { type: 'finish', finishReason: finish };
-      return;
     }
   }
 
@@ -178,15 +153,7 @@ export class LlamaServerEngine implements Engine {
     }
     if (response.statusCode >= 400) {
       const text = await response.body.text().catch(() => '');
-      let message = text.slice(0, 500);
-      try {
-        const parsed = JSON.parse(text) as { error?: LlamaError };
-        if (parsed.error) throw upstreamError(response.statusCode, parsed.error);
-      } catch (error) {
-        if (error instanceof IrisError) throw error;
-        message = text.slice(0, 500);
-      }
-      throw upstreamError(response.statusCode, { message, type: '' });
+      throw upstreamError(response.statusCode, parseUpstreamError(text), request);
     }
     return response;
   }
@@ -206,56 +173,41 @@ export class LlamaServerEngine implements Engine {
   }
 }
 
-interface LlamaError {
-  message?: string;
-  type?: string;
-  code?: number;
-}
-
-interface LlamaUsage {
-  prompt_tokens?: number;
-  completion_tokens?: number;
-  prompt_tokens_details?: { cached_tokens?: number };
-}
-
-interface LlamaStreamChunk {
-  choices?: { delta?: { content?: string | null }; finish_reason?: string | null }[];
-  usage?: LlamaUsage;
-  error?: LlamaError;
-}
-
 /** llama-server's failure when a reused prompt-cache prefix ends between two adjacent image chunks. */
 function isStaleMediaCacheError(error: unknown): boolean {
   return error instanceof IrisError && error.status >= 500 && /Chunk not found/.test(error.message);
 }
 
+/** The HTTP status an `{"error":...}` event inside a stream stands for (llama-server puts it in `code`). */
+function streamErrorStatus(error: UpstreamErrorBody): number {
+  return typeof error.code === 'number' ? error.code : 500;
+}
+
 /** Maps an error llama-server answered with onto ours: its 4xx are the caller's fault, the rest ours. */
-function upstreamError(status: number, error: LlamaError): IrisError {
+function upstreamError(status: number, error: UpstreamErrorBody, request: EngineRequest): IrisError {
   const message = error.message || 'llama-server rejected the request.';
   if (error.type === 'exceed_context_size_error') {
     return invalidRequest(`The request is too long for the model's context: ${message}`, 'messages', 'context_length_exceeded');
+  }
+  if (status >= 400 && status < 500 && /JSON schema conversion failed/.test(message)) {
+    // The schema could not become a grammar: the response format's, or else a tool's parameters.
+    const param = request.responseFormat?.type === 'json_schema' ? 'response_format.json_schema.schema' : 'tools';
+    return invalidRequest(`The JSON schema cannot be enforced: ${message.replace(/\s+/g, ' ').trim()}`, param, 'invalid_value');
   }
   if (status >= 400 && status < 500) return invalidRequest(`The model rejected the request: ${message}`, null, 'invalid_request');
   if (status === 503) return engineUnavailable(`The model is not ready: ${message}`);
   return engineFailed(`The model failed: ${message}`);
 }
 
-function toFinishReason(reason: string | null | undefined): FinishReason {
-  return reason === 'length' ? 'length' : 'stop';
-}
-
-function toUsage(usage: LlamaUsage | undefined): EngineUsage {
-  return {
-    promptTokens: usage?.prompt_tokens ?? 0,
-    completionTokens: usage?.completion_tokens ?? 0,
-    ...(usage?.prompt_tokens_details?.cached_tokens === undefined
-      ? {}
-      : { cachedTokens: usage.prompt_tokens_details.cached_tokens }),
-  };
-}
-
 /** The body llama-server's /v1/chat/completions takes: OpenAI's, plus its prompt-cache switch. */
 function toLlamaBody(request: EngineRequest, cachePrompt: boolean): Record<string, unknown> {
   // Prompt-cache reuse is safe: llama.cpp keeps results identical for a given seed and prompt.
-  return { ...toOpenAIChatBody(request), cache_prompt: cachePrompt };
+  const body: Record<string, unknown> = { ...toOpenAIChatBody(request), cache_prompt: cachePrompt };
+  // llama-server takes tool_choice as a string only: a named function becomes "required" over that one tool.
+  const choice = request.toolChoice;
+  if (typeof choice === 'object' && request.tools) {
+    body['tools'] = (body['tools'] as { function: { name: string } }[]).filter((tool) => tool.function.name === choice.name);
+    body['tool_choice'] = 'required';
+  }
+  return body;
 }

@@ -14,27 +14,18 @@
  * guess, since servers batch several tokens into one chunk.
  */
 import { Agent, request as httpRequest, type Dispatcher } from 'undici';
-import type {
-  Engine,
-  EngineCapabilities,
-  EngineCompletion,
-  EngineRequest,
-  EngineUsage,
-  FinishReason,
-  StreamPart,
-} from '../engine.js';
+import type { Engine, EngineCapabilities, EngineCompletion, EngineRequest, StreamPart } from '../engine.js';
 import { IrisError, engineFailed, engineUnavailable, invalidRequest, toIrisError, requestCancelled } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import { parseSseData } from '../sse-lines.js';
+import { decodeOpenAIChatStream } from '../openai-stream-decoder.js';
+import { parseUpstreamError, type UpstreamErrorBody } from '../openai-error-body.js';
 import { EndpointPool, type EndpointStatus, type ProbeResult } from './endpoint-pool.js';
 import {
   classifyUpstreamAnswer,
   networkReason,
-  parseUpstreamError,
   streamErrorToIrisError,
   upstreamBusy,
   type AttemptFailure,
-  type UpstreamErrorBody,
 } from './upstream-errors.js';
 import { collectCompletion } from '../collect-completion.js';
 import { toOpenAIChatBody } from '../openai-chat-body.js';
@@ -77,18 +68,6 @@ export interface OpenAIUpstreamDeps {
   userAgent?: string | undefined;
   /** Clock for cooldowns. @default Date.now */
   now?: () => number;
-}
-
-interface UpstreamUsage {
-  prompt_tokens?: number;
-  completion_tokens?: number;
-  prompt_tokens_details?: { cached_tokens?: number | null } | null;
-}
-
-interface UpstreamChunk {
-  choices?: { delta?: { content?: string | null } | null; finish_reason?: string | null }[];
-  usage?: UpstreamUsage | null;
-  error?: UpstreamErrorBody | string;
 }
 
 /** Carries an {@link AttemptFailure} out of an attempt to the failover loop. */
@@ -226,47 +205,31 @@ export class OpenAIUpstreamEngine implements Engine {
         }
         attempt.stopTimer();
 
-        let finish: FinishReason | undefined;
-        let usage: EngineUsage | undefined;
+        let usage = false;
         try {
-          for await (const data of parseSseData(response.body)) {
-            // Read on to the end of the body after [DONE] (servers end it right there), so the connection
-            // goes back to the pool instead of being torn down.
-            if (data === '[DONE]') continue;
-            let chunk: UpstreamChunk;
-            try {
-              chunk = JSON.parse(data) as UpstreamChunk;
-            } catch (error) {
-              throw engineFailed(`The upstream server of model '${this.#settings.id}' sent a stream chunk that is not JSON.`, 'engine_error', error);
-            }
-            if (chunk.error !== undefined) {
-              const upstream = typeof chunk.error === 'string' ? { message: chunk.error } : chunk.error;
-              throw streamErrorToIrisError(upstream, this.#settings.id);
-            }
-            const choice = chunk.choices?.[0];
-            const delta = choice?.delta?.content;
-            if (typeof delta === 'string' && delta.length > 0) {
-              if (!produced) this.#pool.recordSuccess(endpoint);
-              produced = true;
-              yield { type: 'text-delta', text: delta };
-            }
-            if (choice?.finish_reason) finish = choice.finish_reason === 'length' ? 'length' : 'stop';
-            if (chunk.usage) usage = toUsage(chunk.usage);
+          const decoderOptions = {
+            source: `The upstream server of model '${this.#settings.id}'`,
+            streamError: (error: UpstreamErrorBody) => streamErrorToIrisError(error, this.#settings.id),
+          };
+          for await (const part of decodeOpenAIChatStream(response.body, decoderOptions)) {
+            if (!produced) this.#pool.recordSuccess(endpoint);
+            produced = true;
+            if (part.type === 'usage') usage = true;
+            yield part;
           }
         } catch (error) {
-          if (error instanceof IrisError) throw error;
+          if (error instanceof IrisError) {
+            // A stream that ended without finishing is the endpoint's failure: the next one may do better.
+            if (error.code === 'engine_crashed' && !produced) throw new AttemptFailedError({ kind: 'endpoint-failed', reason: 'the stream ended without a finish reason' });
+            throw error;
+          }
           throw this.#attemptError(error, request.signal, attempt, 'the stream was cut');
         }
-        if (finish === undefined) {
-          throw new AttemptFailedError({ kind: 'endpoint-failed', reason: 'the stream ended without a finish reason' });
-        }
         this.#pool.recordSuccess(endpoint);
-        if (usage === undefined) {
+        if (!usage) {
           this.#logger.debug({ endpoint: endpoint.displayUrl }, 'the upstream sent no usage chunk; reporting 0 tokens');
-          usage = { promptTokens: 0, completionTokens: 0 };
+          yield { type: 'usage', usage: { promptTokens: 0, completionTokens: 0 } };
         }
-        yield { type: 'usage', usage };
-        yield { type: 'finish', finishReason: finish };
         return;
       } catch (thrown) {
         const failure: AttemptFailure =
@@ -402,7 +365,15 @@ export class OpenAIUpstreamEngine implements Engine {
 
   /** What a remote model with these settings takes, as configured (`vision`). */
   static capabilitiesFor(settings: { vision: boolean; maxImagesPerRequest: number }): EngineCapabilities {
-    return { vision: settings.vision, maxImagesPerRequest: settings.vision ? settings.maxImagesPerRequest : 0 };
+    return {
+      vision: settings.vision,
+      maxImagesPerRequest: settings.vision ? settings.maxImagesPerRequest : 0,
+      // Passed through: vLLM, SGLang and Iris serve all of these.
+      toolCalls: true,
+      structuredOutputs: true,
+      logprobs: true,
+      maxChoicesPerRequest: Number.MAX_SAFE_INTEGER,
+    };
   }
 
   #checkImages(request: EngineRequest): void {
@@ -424,15 +395,6 @@ export class OpenAIUpstreamEngine implements Engine {
   #assertOpen(): void {
     if (this.#disposed.signal.aborted) throw engineUnavailable(`Model '${this.#settings.id}' is shutting down.`, 'shutting_down');
   }
-}
-
-function toUsage(usage: UpstreamUsage): EngineUsage {
-  const cached = usage.prompt_tokens_details?.cached_tokens;
-  return {
-    promptTokens: usage.prompt_tokens ?? 0,
-    completionTokens: usage.completion_tokens ?? 0,
-    ...(typeof cached === 'number' ? { cachedTokens: cached } : {}),
-  };
 }
 
 function trimSlash(url: string): string {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { classifyUpstreamAnswer, networkReason, parseUpstreamError, streamErrorToIrisError, upstreamBusy } from './upstream-errors.js';
+import { classifyUpstreamAnswer, networkReason, streamErrorToIrisError, upstreamBusy } from './upstream-errors.js';
+import { parseUpstreamError } from '../openai-error-body.js';
 
 test('error bodies of OpenAI, Iris, llama-server, vLLM and FastAPI are read', () => {
   assert.deepEqual(

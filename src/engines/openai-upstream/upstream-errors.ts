@@ -4,6 +4,7 @@
  * those go to the logs (through `cause`) only.
  */
 import { IrisError, engineFailed, invalidRequest, payloadTooLarge, tooManyRequests, type IrisErrorCode } from '../../errors.js';
+import type { UpstreamErrorBody } from '../openai-error-body.js';
 
 /**
  * How one attempt against one endpoint ended, when it did not start a stream:
@@ -16,47 +17,6 @@ export type AttemptFailure =
   | { kind: 'endpoint-failed'; reason: string; cause?: unknown }
   | { kind: 'busy'; reason: string }
   | { kind: 'final'; error: IrisError };
-
-/** The error object OpenAI-compatible servers answer with (OpenAI, Iris, llama-server, vLLM, SGLang). */
-export interface UpstreamErrorBody {
-  message?: string;
-  type?: string;
-  param?: string | null;
-  code?: string | number | null;
-}
-
-/**
- * Reads the error out of an upstream's error response text: OpenAI's `{"error":{...}}`, vLLM's older
- * top-level `{"object":"error","message",...}`, FastAPI's `{"detail": ...}`, or plain text.
- */
-export function parseUpstreamError(text: string): UpstreamErrorBody {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return text.trim() === '' ? {} : { message: text.trim().slice(0, 500) };
-  }
-  if (parsed === null || typeof parsed !== 'object') return { message: String(parsed).slice(0, 500) };
-  const record = parsed as Record<string, unknown>;
-  const inner = record['error'];
-  if (typeof inner === 'string') return { message: inner.slice(0, 500) };
-  const source = inner !== null && typeof inner === 'object' ? (inner as Record<string, unknown>) : record;
-  const detail = source['detail'];
-  const message =
-    typeof source['message'] === 'string'
-      ? source['message']
-      : typeof detail === 'string'
-        ? detail
-        : detail === undefined
-          ? undefined
-          : JSON.stringify(detail);
-  const body: UpstreamErrorBody = {};
-  if (message !== undefined) body.message = message.slice(0, 1000);
-  if (typeof source['type'] === 'string') body.type = source['type'];
-  if (typeof source['param'] === 'string') body.param = source['param'];
-  if (typeof source['code'] === 'string' || typeof source['code'] === 'number') body.code = source['code'];
-  return body;
-}
 
 /** Codes an upstream Iris (or OpenAI) may give a 4xx that keep their meaning when passed on. */
 const PASSED_ON_CODES: ReadonlySet<IrisErrorCode> = new Set<IrisErrorCode>([

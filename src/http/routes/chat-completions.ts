@@ -3,8 +3,9 @@
  * images, wait for a slot of the model, run the engine, and answer as JSON or as an SSE stream.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Engine, EngineRequest, EngineUsage, GenerationParams } from '../../engines/engine.js';
-import { IrisError, toIrisError } from '../../errors.js';
+import type { Engine, EngineCapabilities, EngineRequest, EngineUsage, GenerationParams } from '../../engines/engine.js';
+import { IrisError, invalidRequest, toIrisError } from '../../errors.js';
+import { completeChoices, streamChoices } from '../../engines/fan-out-choices.js';
 import type { ImagePipeline } from '../../images/image-pipeline.js';
 import type { ModelLease, ModelRegistry } from '../../models/model-registry.js';
 import { parseChatRequest, type ChatRequest } from '../../protocol/chat-request.js';
@@ -15,6 +16,8 @@ import {
   buildCompletion,
   buildUsageChunk,
   newCompletionIdentity,
+  toChatLogprobs,
+  type ChatCompletionChunk,
   type CompletionIdentity,
 } from '../../protocol/chat-response.js';
 import { SseWriter } from '../sse.js';
@@ -25,6 +28,8 @@ export interface ChatCompletionsDeps {
   images: ImagePipeline;
   /** `system_fingerprint` of responses. */
   fingerprint: string;
+  /** Largest `n` of one request. */
+  maxChoicesPerRequest: number;
 }
 
 /** Registers the chat-completions routes. */
@@ -35,26 +40,28 @@ export function registerChatCompletions(app: FastifyInstance, deps: ChatCompleti
 }
 
 async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: ChatCompletionsDeps): Promise<unknown> {
-  const chat = parseChatRequest(request.body);
+  const chat = parseChatRequest(request.body, { maxChoices: deps.maxChoicesPerRequest });
   const model = await deps.registry.resolve(chat.model);
   const abort = abortOnDisconnect(request, reply);
   let lease: ModelLease | undefined;
-  let releaseSlot: (() => void) | undefined;
+  let releaseSlots: (() => void) | undefined;
   try {
-    // Admission in the order a user expects: the images are checked and prepared against what the model
-    // takes (known from its files, nothing started) before the model is loaded, then a slot.
+    // Admission in the order a user expects: the request is checked and its images prepared against what
+    // the model takes (known from its files, nothing started) before the model is loaded, then its slots.
     const admission = await model.admission(abort.signal);
+    checkCapabilities(chat, admission.capabilities, model.definition.id);
     const { messages, imageTokens } = await toEngineInputs(chat, { id: model.definition.id, admission }, deps.images, abort.signal);
     const images = totalImageTokens(imageTokens);
-    const engineRequest = { messages, params: toGenerationParams(chat), signal: abort.signal };
+    const engineRequest: EngineRequest = { messages, params: toGenerationParams(chat), ...toEngineOptions(chat), signal: abort.signal };
     lease = await model.lease(abort.signal);
-    releaseSlot = await lease.scheduler.acquire(abort.signal);
+    // Each choice generates in a slot of its own.
+    releaseSlots = await lease.scheduler.acquire(abort.signal, chat.n ?? 1);
     const identity = newCompletionIdentity(chat.model, deps.fingerprint);
     if (chat.stream) return await streamCompletion(reply, chat, lease.engine, engineRequest, identity, images);
-    const result = await lease.engine.complete(engineRequest);
-    return buildCompletion(identity, result.text, result.finishReason, result.usage, images);
+    const result = await completeChoices(lease.engine, engineRequest);
+    return buildCompletion(identity, result.choices, result.usage, images);
   } finally {
-    releaseSlot?.();
+    releaseSlots?.();
     lease?.release();
     abort.dispose();
   }
@@ -69,29 +76,57 @@ async function streamCompletion(
   imageTokens: number | undefined,
 ): Promise<FastifyReply> {
   const includeUsage = chat.stream_options?.include_usage === true;
-  const iterator = engine.stream(engineRequest)[Symbol.asyncIterator]();
+  const iterator = streamChoices(engine, engineRequest)[Symbol.asyncIterator]();
   // Errors before anything was generated are still ordinary HTTP errors.
   let result = await iterator.next();
   const sse = new SseWriter(reply, { 'x-request-id': reply.request.id });
   let usage: EngineUsage | undefined;
+  // A content chunk waits here for the logprobs of its tokens, which arrive as the next part.
+  let held: ChatCompletionChunk | undefined;
+  const flush = async (): Promise<void> => {
+    if (held) await sse.send(held);
+    held = undefined;
+  };
   try {
-    await sse.send(buildChunk(identity, { role: 'assistant', content: '', refusal: null }, null, includeUsage));
+    for (let index = 0; index < (chat.n ?? 1); index += 1) {
+      await sse.send(buildChunk(identity, { role: 'assistant', content: '', refusal: null }, null, includeUsage, index));
+    }
     while (!result.done) {
       const part = result.value;
       if (!sse.open) break;
-      if (part.type === 'text-delta') {
-        await sse.send(buildChunk(identity, { content: part.text }, null, includeUsage));
-      } else if (part.type === 'finish') {
-        await sse.send(buildChunk(identity, {}, part.finishReason, includeUsage));
+      if (part.type === 'logprobs') {
+        const target = held?.choices[0];
+        if (target && target.index === (part.choice ?? 0) && target.logprobs === null) {
+          target.logprobs = toChatLogprobs(part.content);
+        } else {
+          await flush();
+          await sse.send(buildChunk(identity, {}, null, includeUsage, part.choice, toChatLogprobs(part.content)));
+        }
       } else if (part.type === 'usage') {
         if (includeUsage) usage = part.usage;
-      } else {
+      } else if (part.type === 'error') {
+        await flush();
         reply.request.log.warn({ err: part.error }, 'stream failed after it started');
         await sse.fail(part.error);
         return reply;
+      } else {
+        await flush();
+        if (part.type === 'text-delta') {
+          held = buildChunk(identity, { content: part.text }, null, includeUsage, part.choice);
+        } else if (part.type === 'tool-call-delta') {
+          const call = {
+            index: part.index,
+            ...(part.id === undefined ? {} : { id: part.id, type: 'function' as const }),
+            function: { ...(part.name === undefined ? {} : { name: part.name }), arguments: part.argumentsDelta },
+          };
+          await sse.send(buildChunk(identity, { tool_calls: [call] }, null, includeUsage, part.choice));
+        } else {
+          await sse.send(buildChunk(identity, {}, part.finishReason, includeUsage, part.choice));
+        }
       }
       result = await iterator.next();
     }
+    await flush();
     if (usage && sse.open) await sse.send(buildUsageChunk(identity, usage, imageTokens));
     sse.end();
   } catch (error) {
@@ -99,9 +134,51 @@ async function streamCompletion(
     if (irisError.status >= 500) reply.request.log.error({ err: error }, 'stream failed');
     await sse.fail(irisError);
   } finally {
-    await iterator.return?.();
+    await iterator.return(undefined);
   }
   return reply;
+}
+
+/** Refuses what the model's engine cannot do, by the field that asks for it. */
+function checkCapabilities(chat: ChatRequest, capabilities: EngineCapabilities, modelId: string): void {
+  const refuse = (what: string, param: string): never => {
+    throw invalidRequest(`The model '${modelId}' does not support ${what}.`, param, 'model_not_supported');
+  };
+  if (chat.tools && chat.tools.length > 0 && !capabilities.toolCalls) refuse('tools', 'tools');
+  if (chat.response_format && chat.response_format.type !== 'text' && !capabilities.structuredOutputs) refuse('structured outputs', 'response_format');
+  if (chat.logprobs === true && !capabilities.logprobs) refuse('logprobs', 'logprobs');
+}
+
+/** Tools, output format, logprobs and choices of the request, as the engine takes them. */
+function toEngineOptions(chat: ChatRequest): Omit<EngineRequest, 'messages' | 'params' | 'signal'> {
+  const options: Omit<EngineRequest, 'messages' | 'params' | 'signal'> = {};
+  if (chat.tools && chat.tools.length > 0) {
+    options.tools = chat.tools.map(({ function: tool }) => ({
+      name: tool.name,
+      ...(tool.description === undefined ? {} : { description: tool.description }),
+      ...(tool.parameters === undefined ? {} : { parameters: tool.parameters }),
+      ...(tool.strict == null ? {} : { strict: tool.strict }),
+    }));
+  }
+  const choice = chat.tool_choice;
+  if (choice != null) options.toolChoice = typeof choice === 'string' ? choice : { name: choice.function.name };
+  if (chat.parallel_tool_calls != null) options.parallelToolCalls = chat.parallel_tool_calls;
+  const format = chat.response_format;
+  if (format != null) {
+    options.responseFormat =
+      format.type === 'json_schema'
+        ? {
+            type: 'json_schema',
+            name: format.json_schema.name,
+            schema: format.json_schema.schema ?? {},
+            ...(format.json_schema.strict == null ? {} : { strict: format.json_schema.strict }),
+            ...(format.json_schema.description === undefined ? {} : { description: format.json_schema.description }),
+          }
+        : { type: format.type };
+  }
+  if (chat.logprobs === true) options.topLogprobs = chat.top_logprobs ?? 0;
+  if (chat.n != null && chat.n > 1) options.n = chat.n;
+  return options;
 }
 
 function toGenerationParams(chat: ChatRequest): GenerationParams {
@@ -118,5 +195,6 @@ function toGenerationParams(chat: ChatRequest): GenerationParams {
   if (chat.frequency_penalty != null) params.frequencyPenalty = chat.frequency_penalty;
   if (chat.repetition_penalty != null) params.repetitionPenalty = chat.repetition_penalty;
   if (chat.ignore_eos != null) params.ignoreEos = chat.ignore_eos;
+  if (chat.logit_bias != null && Object.keys(chat.logit_bias).length > 0) params.logitBias = chat.logit_bias;
   return params;
 }

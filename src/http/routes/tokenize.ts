@@ -35,7 +35,8 @@ export function registerTokenize(app: FastifyInstance, deps: TokenizeDeps): void
 }
 
 async function handleTokenize(request: FastifyRequest, reply: FastifyReply, deps: TokenizeDeps): Promise<TokenizeResponse> {
-  const chat = parseChatRequest(request.body);
+  // Counting tokens generates nothing: no choice count applies.
+  const chat = parseChatRequest(request.body, { maxChoices: Number.MAX_SAFE_INTEGER });
   const model = await deps.registry.resolve(chat.model);
   const id = model.definition.id;
   const abort = abortOnDisconnect(request, reply);
