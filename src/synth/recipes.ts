@@ -49,6 +49,18 @@ export interface SynthOptions {
    * @default 0
    */
   seed?: number;
+  /**
+   * Jinja chat template written into the model (`tokenizer.chat_template`), e.g. a real model's, to
+   * exercise its prompt and tool-call formats.
+   * @default a minimal ChatML template
+   */
+  chatTemplate?: string;
+  /**
+   * Pieces of text added to the vocabulary as single tokens (spelled by merges), e.g. a chat template's
+   * tool-call markers, so that a test can bias the model towards them by token id.
+   * @default none
+   */
+  extraTokens?: readonly string[];
 }
 
 /** The files {@link synthesizeModel} wrote. */
@@ -204,10 +216,10 @@ export async function synthesizeModel(options: SynthOptions): Promise<SynthResul
 
   const modelPath = join(options.out, 'model.gguf');
   const mmprojPath = join(options.out, 'mmproj.gguf');
-  const vocabulary = buildVocabulary(recipe.text.vocabSize, recipe.text.maxGridSide);
+  const vocabulary = buildVocabulary(recipe.text.vocabSize, recipe.text.maxGridSide, options.extraTokens ?? []);
 
   await writeGguf(modelPath, {
-    metadata: textMetadata(recipe.text, vocabulary),
+    metadata: textMetadata(recipe.text, vocabulary, options.chatTemplate ?? CHATML_TEMPLATE),
     tensors: textTensors(recipe, vocabulary.tokens.length, deriveSeed(seed, 'text')),
   });
   await writeGguf(mmprojPath, {
@@ -295,7 +307,7 @@ function byteLevelAlphabet(): string[] {
  * spell common English words, then synthetic merges. Every merge joins two existing tokens into a new one,
  * in rank order, so llama.cpp's tokenizer can always fall back to bytes.
  */
-function buildVocabulary(size: number, maxGridSide: number): Vocabulary {
+function buildVocabulary(size: number, maxGridSide: number, extraTokens: readonly string[]): Vocabulary {
   const specials = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<fake_token_around_image>', '<image>', '<global-img>', '<end_of_utterance>'];
   for (let row = 1; row <= maxGridSide; row++) {
     for (let column = 1; column <= maxGridSide; column++) specials.push(`<row_${row}_col_${column}>`);
@@ -334,6 +346,7 @@ function buildVocabulary(size: number, maxGridSide: number): Vocabulary {
   // libmtmd's idefics3 layout looks up "\n\n" as one token
   addMerge(newline, newline);
   addMerge(space, space);
+  for (const piece of extraTokens) spell([...Buffer.from(piece, 'utf8')].map((byte) => alphabet[byte] ?? '').join(''));
   for (const word of COMMON_WORDS) {
     spell(space + word);
     spell(word);
@@ -365,7 +378,7 @@ function buildVocabulary(size: number, maxGridSide: number): Vocabulary {
 // ---------------------------------------------------------------------------------------------------------
 // Text model (llama architecture)
 
-function textMetadata(text: TextSpec, vocabulary: Vocabulary): (readonly [string, GgufValue])[] {
+function textMetadata(text: TextSpec, vocabulary: Vocabulary, chatTemplate: string): (readonly [string, GgufValue])[] {
   const arch = 'llama';
   return [
     ['general.architecture', ggufValue.str(arch)],
@@ -392,7 +405,7 @@ function textMetadata(text: TextSpec, vocabulary: Vocabulary): (readonly [string
     ['tokenizer.ggml.eos_token_id', ggufValue.u32(vocabulary.eosId)],
     ['tokenizer.ggml.padding_token_id', ggufValue.u32(vocabulary.padId)],
     ['tokenizer.ggml.add_bos_token', ggufValue.bool(false)],
-    ['tokenizer.chat_template', ggufValue.str(CHATML_TEMPLATE)],
+    ['tokenizer.chat_template', ggufValue.str(chatTemplate)],
   ];
 }
 

@@ -3,8 +3,10 @@
  * cache, with progress on stderr, or taken from IRIS_TEST_LLAMA_SERVER), synthetic models written by our
  * own `synth` code into a per-machine temp folder, and Iris started as a real child process through its CLI.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +17,8 @@ import { ensureLlamaServer } from '../../src/engines/llama-runner/build-llama-se
 import { freeLoopbackPort } from '../../src/engines/llama-runner/llama-server-process.js';
 import { createLogger } from '../../src/logger.js';
 import { synthesizeModel, type SynthResult, type SynthSize } from '../../src/synth/recipes.js';
+
+const execFileAsync = promisify(execFile);
 
 /** The repository root. */
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -42,6 +46,45 @@ export function syntheticModel(size: SynthSize = 'tiny', seed = 1): Promise<Synt
     models.set(key, model);
   }
   return model;
+}
+
+/**
+ * A synthetic model carrying one of the real chat templates shipped in the pinned llama.cpp source
+ * (`models/templates/<name>.jinja`), with `extraTokens` (such as the template's tool-call marker) as single
+ * tokens of its vocabulary. Written once per machine.
+ */
+export function templatedModel(name: string, extraTokens: readonly string[]): Promise<SynthResult> {
+  const key = `template-${name}-${extraTokens.join('|')}`;
+  let model = models.get(key);
+  if (!model) {
+    model = (async () => {
+      const chatTemplate = await readLlamaCppFile(`models/templates/${name}.jinja`);
+      const out = join(tmpdir(), 'iris-test-models', `template-${name}`);
+      return synthesizeModel({ out, size: 'tiny', seed: 1, chatTemplate, extraTokens });
+    })();
+    models.set(key, model);
+  }
+  return model;
+}
+
+let llamaCppSource: Promise<string> | undefined;
+
+/** A file of the llama.cpp source pinned inside node-llama-cpp (its git bundle, cloned once per machine). */
+async function readLlamaCppFile(path: string): Promise<string> {
+  llamaCppSource ??= (async () => {
+    const bundle = join(REPO_ROOT, 'node_modules/node-llama-cpp/llama/gitRelease.bundle');
+    const { stdout: heads } = await execFileAsync('git', ['bundle', 'list-heads', bundle]);
+    const commit = heads.trim().split(/\s+/)[0] ?? 'unknown';
+    const clone = join(tmpdir(), `iris-test-llama-cpp-${commit.slice(0, 12)}.git`);
+    if (!existsSync(clone)) {
+      const partial = `${clone}.tmp-${process.pid}`;
+      await execFileAsync('git', ['clone', '--quiet', '--bare', bundle, partial]);
+      await rename(partial, clone).catch(() => rm(partial, { recursive: true, force: true }));
+    }
+    return clone;
+  })();
+  const { stdout } = await execFileAsync('git', ['--git-dir', await llamaCppSource, 'show', `HEAD:${path}`], { maxBuffer: 16 * 1024 * 1024 });
+  return stdout;
 }
 
 /** A running Iris child process. */

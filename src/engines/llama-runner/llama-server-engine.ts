@@ -22,18 +22,23 @@ export interface LlamaServerEngineDeps {
 
 /** An engine running one GGUF model in a supervised llama-server. */
 export class LlamaServerEngine implements Engine {
-  readonly capabilities: EngineCapabilities;
   readonly process: LlamaServerProcess;
+  #capabilities: EngineCapabilities;
   #agent = new Agent({ keepAliveTimeout: 30_000, connections: 64 });
+  #templateRead = false;
   #logger: Logger;
 
   constructor(settings: LlamaServerSettings & { maxImagesPerRequest: number }, deps: LlamaServerEngineDeps) {
     this.process = new LlamaServerProcess(settings, deps);
     this.#logger = deps.logger.child({ model: settings.id });
-    this.capabilities = LlamaServerEngine.capabilitiesFor(settings);
+    this.#capabilities = LlamaServerEngine.capabilitiesFor(settings);
   }
 
-  /** What a model run with these settings takes: images only with a projector. */
+  /**
+   * What a model run with these settings takes: images only with a projector. `toolCalls` is a promise
+   * until the engine is ready: then llama-server has read the model's chat template and {@link capabilities}
+   * says whether the template renders tools.
+   */
   static capabilitiesFor(settings: { mmproj?: string | undefined; maxImagesPerRequest: number }): EngineCapabilities {
     const vision = settings.mmproj !== undefined;
     return {
@@ -51,8 +56,25 @@ export class LlamaServerEngine implements Engine {
     return this.process.state === 'ready';
   }
 
+  /** What the model can take; `toolCalls` is its chat template's, known once the engine was ready. */
+  get capabilities(): EngineCapabilities {
+    return this.#capabilities;
+  }
+
   async ready(): Promise<void> {
-    await this.process.ready();
+    const baseUrl = await this.process.ready();
+    if (this.#templateRead) return;
+    // Tools need a chat template that renders them: without one llama-server would answer in plain text,
+    // and a caller asking for tools would silently get none.
+    try {
+      const response = await httpRequest(`${baseUrl}/props`, { dispatcher: this.#agent });
+      const props = (await response.body.json()) as { chat_template_caps?: { supports_tool_calls?: boolean } };
+      this.#capabilities = { ...this.#capabilities, toolCalls: props.chat_template_caps?.supports_tool_calls === true };
+      this.#templateRead = true;
+    } catch (error) {
+      this.#capabilities = { ...this.#capabilities, toolCalls: false };
+      this.#logger.warn({ err: error }, "could not read llama-server's chat template capabilities; tools are off");
+    }
   }
 
   /**
@@ -87,8 +109,13 @@ export class LlamaServerEngine implements Engine {
       try {
         const decoderOptions = { source: 'llama-server', streamError: (error: UpstreamErrorBody) => upstreamError(streamErrorStatus(error), error, request) };
         for await (const part of decodeOpenAIChatStream(response.body, decoderOptions)) {
+          // Some chat formats let the grammar repeat the call even when told not to: one call it is.
+          if (part.type === 'tool-call-delta' && part.index > 0 && request.parallelToolCalls === false) continue;
           produced = true;
-          yield part;
+          // Asked with 1 alternative for top_logprobs 0 (see toLlamaBody), which it must not show.
+          yield part.type === 'logprobs' && request.topLogprobs === 0
+            ? { ...part, content: part.content.map((token) => ({ ...token, topLogprobs: [] })) }
+            : part;
         }
         return;
       } catch (error) {
@@ -189,7 +216,7 @@ function upstreamError(status: number, error: UpstreamErrorBody, request: Engine
   if (error.type === 'exceed_context_size_error') {
     return invalidRequest(`The request is too long for the model's context: ${message}`, 'messages', 'context_length_exceeded');
   }
-  if (status >= 400 && status < 500 && /JSON schema conversion failed/.test(message)) {
+  if (status >= 400 && status < 500 && /JSON schema (conversion failed|error)/.test(message)) {
     // The schema could not become a grammar: the response format's, or else a tool's parameters.
     const param = request.responseFormat?.type === 'json_schema' ? 'response_format.json_schema.schema' : 'tools';
     return invalidRequest(`The JSON schema cannot be enforced: ${message.replace(/\s+/g, ' ').trim()}`, param, 'invalid_value');
@@ -203,6 +230,8 @@ function upstreamError(status: number, error: UpstreamErrorBody, request: Engine
 function toLlamaBody(request: EngineRequest, cachePrompt: boolean): Record<string, unknown> {
   // Prompt-cache reuse is safe: llama.cpp keeps results identical for a given seed and prompt.
   const body: Record<string, unknown> = { ...toOpenAIChatBody(request), cache_prompt: cachePrompt };
+  // llama-server reads top_logprobs 0 as "no logprobs at all".
+  if (request.topLogprobs === 0) body['top_logprobs'] = 1;
   // llama-server takes tool_choice as a string only: a named function becomes "required" over that one tool.
   const choice = request.toolChoice;
   if (typeof choice === 'object' && request.tools) {

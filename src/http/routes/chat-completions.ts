@@ -54,6 +54,8 @@ async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: Ch
     const images = totalImageTokens(imageTokens);
     const engineRequest: EngineRequest = { messages, params: toGenerationParams(chat), ...toEngineOptions(chat), signal: abort.signal };
     lease = await model.lease(abort.signal);
+    // Whether the chat template renders tools is known only once the model runs.
+    checkCapabilities(chat, lease.engine.capabilities, model.definition.id);
     // Each choice generates in a slot of its own.
     releaseSlots = await lease.scheduler.acquire(abort.signal, chat.n ?? 1);
     const identity = newCompletionIdentity(chat.model, deps.fingerprint);
