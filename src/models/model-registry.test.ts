@@ -11,13 +11,15 @@ import { silentLogger } from '../logger.js';
 import { ModelRegistry, type ModelDefinition, type PreparedModel } from './model-registry.js';
 
 const MiB = 1024 * 1024;
+/** Capabilities beyond images, which the registry does not look at. */
+const TEXT_FEATURES = { toolCalls: false, structuredOutputs: false, logprobs: false, maxChoicesPerRequest: 1 };
 
 class TestEngine implements Engine {
-  readonly capabilities = { vision: true, maxImagesPerRequest: 4 };
+  readonly capabilities = { vision: true, maxImagesPerRequest: 4, ...TEXT_FEATURES };
   started = 0;
   disposed = false;
   async complete(): Promise<EngineCompletion> {
-    return { text: 'ok', finishReason: 'stop', usage: { promptTokens: 1, completionTokens: 1 } };
+    return { choices: [{ text: 'ok', toolCalls: [], finishReason: 'stop' }], usage: { promptTokens: 1, completionTokens: 1 } };
   }
   async *stream(): AsyncIterable<StreamPart> {
     yield { type: 'text-delta', text: 'ok' };
@@ -57,7 +59,7 @@ function harness(definitions: ModelDefinition[], options: { budget?: number; siz
       return {
         memoryBytes: options.sizes?.[model.id] ?? 100 * MiB,
         imagePolicy: GENERIC_IMAGE_POLICY,
-        capabilities: { vision: model.id !== 'text-only', maxImagesPerRequest: 4 },
+        capabilities: { vision: model.id !== 'text-only', maxImagesPerRequest: 4, ...TEXT_FEATURES },
         createEngine: () => {
           const engine = new TestEngine();
           engines.set(model.id, [...(engines.get(model.id) ?? []), engine]);

@@ -17,6 +17,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Ajv2020 } from 'ajv/dist/2020.js';
+import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
+import { generateObject } from 'ai';
 import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { stringify as stringifyYaml } from 'yaml';
@@ -107,6 +109,20 @@ async function postRaw(body: unknown): Promise<{ status: number; json: any }> {
   return { status: response.status, json: JSON.parse(await response.text()) };
 }
 
+/** A request that forces a call of report_color on a templated model, with an image. */
+function forcedCall(model: string, seed: number): Omit<OpenAI.Chat.ChatCompletionCreateParamsNonStreaming, 'stream'> {
+  return {
+    model,
+    messages: [look()],
+    tools: [REPORT_TOOL],
+    tool_choice: { type: 'function', function: { name: 'report_color' } },
+    parallel_tool_calls: false,
+    logit_bias: startCall.get(model)!,
+    max_tokens: 300,
+    seed,
+  };
+}
+
 function assertToolCall(call: OpenAI.Chat.ChatCompletionMessageToolCall | undefined): void {
   assert.ok(call && call.type === 'function', 'a function tool call');
   assert.match(call.id, /^call_/);
@@ -117,16 +133,7 @@ function assertToolCall(call: OpenAI.Chat.ChatCompletionMessageToolCall | undefi
 
 describe('tools', () => {
   test('a forced tool call with an image answers tool_calls whose arguments match the schema', async () => {
-    const completion = await client.chat.completions.create({
-      model: TOOLS_MODEL,
-      messages: [look()],
-      tools: [REPORT_TOOL],
-      tool_choice: { type: 'function', function: { name: 'report_color' } },
-      parallel_tool_calls: false,
-      logit_bias: startCall.get(TOOLS_MODEL)!,
-      max_tokens: 300,
-      seed: 1,
-    });
+    const completion = await client.chat.completions.create(forcedCall(TOOLS_MODEL, 1));
     assertMatchesSchema('CreateChatCompletionResponse', completion);
     const choice = completion.choices[0]!;
     assert.equal(choice.finish_reason, 'tool_calls');
@@ -188,14 +195,8 @@ describe('tools', () => {
   for (const entry of TEMPLATED) {
     test(`a forced call with an image through ${entry.template}'s own template and call format`, async () => {
       const completion = await client.chat.completions.create({
-        model: entry.id,
+        ...forcedCall(entry.id, 3),
         messages: [{ role: 'system', content: 'You report colours.' }, look()],
-        tools: [REPORT_TOOL],
-        tool_choice: { type: 'function', function: { name: 'report_color' } },
-        parallel_tool_calls: false,
-        logit_bias: startCall.get(entry.id)!,
-        max_tokens: 300,
-        seed: 3,
       });
       assertMatchesSchema('CreateChatCompletionResponse', completion);
       const choice = completion.choices[0]!;
@@ -292,6 +293,28 @@ describe('structured outputs', () => {
     assert.ok(['red', 'green', 'blue'].includes(parsed.color));
     assert.equal(typeof parsed.bright, 'boolean');
   });
+});
+
+test('Vercel AI SDK generateObject (openai-compatible provider) with an image gives a typed object', async () => {
+  const provider = createOpenAICompatible({ name: 'iris', baseURL: `${iris.baseUrl}/v1`, supportsStructuredOutputs: true });
+  const { object } = await generateObject({
+    model: provider.chatModel(MODEL),
+    schema: z.object({ color: z.enum(['red', 'green', 'blue']), bright: z.boolean() }),
+    messages: [
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'What colour is it?' },
+          { type: 'image', image: Buffer.from(image.slice(image.indexOf(',') + 1), 'base64'), mediaType: 'image/png' },
+        ],
+      },
+    ],
+    maxOutputTokens: 200,
+    seed: 9,
+    maxRetries: 0,
+  });
+  assert.ok(['red', 'green', 'blue'].includes(object.color));
+  assert.equal(typeof object.bright, 'boolean');
 });
 
 describe('logprobs', () => {
@@ -411,6 +434,55 @@ describe('every OpenAI parameter is honoured, accepted without effect, or refuse
       ignore_eos: true,
     } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming);
     assert.equal(completion.choices[0]!.message.content, 'ZZZZZZ');
+  });
+});
+
+describe('the remote engine passes the surface through to an upstream Iris', () => {
+  let front: IrisProcess;
+  let frontClient: OpenAI;
+
+  before(async () => {
+    const config = join(configDir, 'front.yaml');
+    const upstream = { model: TOOLS_MODEL, endpoints: [{ url: `${iris.baseUrl}/v1` }], timeout_ms: 120_000 };
+    await writeFile(config, stringifyYaml({ models: [{ id: 'remote', upstream }] }));
+    front = await startIris({ args: ['--config', config] });
+    frontClient = new OpenAI({ baseURL: `${front.baseUrl}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120_000 });
+  });
+
+  after(async () => {
+    await front?.stop();
+  });
+
+  test('tools: a forced call with an image comes back as tool_calls, plain and streamed', async () => {
+    // The upstream runs TOOLS_MODEL: its call marker is what to bias towards.
+    const params = { ...forcedCall(TOOLS_MODEL, 12), model: 'remote' };
+    const completion = await frontClient.chat.completions.create(params);
+    assertMatchesSchema('CreateChatCompletionResponse', completion);
+    assert.equal(completion.choices[0]!.finish_reason, 'tool_calls');
+    assertToolCall(completion.choices[0]!.message.tool_calls?.[0]);
+    const streamed = await frontClient.chat.completions.stream(params).finalChatCompletion();
+    assertToolCall(streamed.choices[0]!.message.tool_calls?.[0]);
+  });
+
+  test('json_schema, logprobs and n', async () => {
+    const completion = await frontClient.chat.completions.create({
+      model: 'remote',
+      messages: [look()],
+      response_format: { type: 'json_schema', json_schema: { name: 'colour_report', schema: COLOR_SCHEMA, strict: true } },
+      logprobs: true,
+      top_logprobs: 2,
+      n: 2,
+      max_tokens: 200,
+      seed: 13,
+    });
+    assertMatchesSchema('CreateChatCompletionResponse', completion);
+    assert.deepEqual(completion.choices.map((choice) => choice.index), [0, 1]);
+    for (const choice of completion.choices) {
+      assert.ok(ajv.validate(COLOR_SCHEMA, JSON.parse(choice.message.content!)), JSON.stringify(ajv.errors));
+      const tokens = choice.logprobs?.content ?? [];
+      assert.ok(tokens.length > 0);
+      for (const token of tokens) assert.ok(token.top_logprobs.length > 0 && token.top_logprobs.length <= 2);
+    }
   });
 });
 
