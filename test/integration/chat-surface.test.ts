@@ -23,7 +23,7 @@ import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
-import { readGgufMetadata } from '../../src/models/gguf-reader.js';
+import { readGgufMetadata } from '../../src/gguf/gguf-reader.js';
 import { REFUSED_PARAMETERS } from '../../src/protocol/chat-request.js';
 import { assertMatchesSchema } from '../helpers/openapi.js';
 import { dataUri, makeImage } from '../helpers/images.js';
