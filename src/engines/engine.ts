@@ -146,7 +146,7 @@ export type StreamPart =
   | { type: 'error'; error: IrisError };
 
 /** A request to count the prompt tokens of messages without generating. */
-export interface EngineTokenCountRequest {
+export interface EngineTokenCountRequest extends Pick<EngineRequest, 'tools' | 'toolChoice' | 'parallelToolCalls' | 'responseFormat'> {
   messages: EngineMessage[];
   signal: AbortSignal;
 }

@@ -2,7 +2,7 @@
  * Shared by the chat-completions and tokenize routes: turns a parsed chat request into engine messages,
  * preparing its images (fetched, decoded, sized for the model) on the way, and reports each image's tokens.
  */
-import type { EngineContentPart, EngineImage, EngineMessage } from '../engines/engine.js';
+import type { EngineCapabilities, EngineContentPart, EngineImage, EngineMessage, EngineRequest } from '../engines/engine.js';
 import { invalidRequest } from '../errors.js';
 import type { ImageInput, ImagePipeline } from '../images/image-pipeline.js';
 import type { ModelAdmission } from '../models/model-registry.js';
@@ -57,6 +57,48 @@ export async function toEngineInputs(
   let next = 0;
   const messages = chat.messages.map((message) => toEngineMessage(message, () => prepared[next++] as EngineImage));
   return { messages, imageTokens: prepared.map((image) => image.tokens) };
+}
+
+/** Refuses what the model's engine cannot do, by the field that asks for it. */
+export function checkCapabilities(chat: ChatRequest, capabilities: EngineCapabilities, modelId: string): void {
+  const refuse = (what: string, param: string): never => {
+    throw invalidRequest(`The model '${modelId}' does not support ${what}.`, param, 'model_not_supported');
+  };
+  if (chat.tools && chat.tools.length > 0 && !capabilities.toolCalls) refuse('tools', 'tools');
+  if (chat.response_format && chat.response_format.type !== 'text' && !capabilities.structuredOutputs) refuse('structured outputs', 'response_format');
+  if (chat.logprobs === true && !capabilities.logprobs) refuse('logprobs', 'logprobs');
+}
+
+/** Tools, output format, logprobs and choices of the request, as the engine takes them. */
+export function toEngineOptions(chat: ChatRequest): Omit<EngineRequest, 'messages' | 'params' | 'signal'> {
+  const options: Omit<EngineRequest, 'messages' | 'params' | 'signal'> = {};
+  if (chat.tools && chat.tools.length > 0) {
+    options.tools = chat.tools.map(({ function: tool }) => ({
+      name: tool.name,
+      ...(tool.description === undefined ? {} : { description: tool.description }),
+      ...(tool.parameters === undefined ? {} : { parameters: tool.parameters }),
+      ...(tool.strict == null ? {} : { strict: tool.strict }),
+    }));
+  }
+  const choice = chat.tool_choice;
+  if (choice != null) options.toolChoice = typeof choice === 'string' ? choice : { name: choice.function.name };
+  if (chat.parallel_tool_calls != null) options.parallelToolCalls = chat.parallel_tool_calls;
+  const format = chat.response_format;
+  if (format != null) {
+    options.responseFormat =
+      format.type === 'json_schema'
+        ? {
+            type: 'json_schema',
+            name: format.json_schema.name,
+            schema: format.json_schema.schema ?? {},
+            ...(format.json_schema.strict == null ? {} : { strict: format.json_schema.strict }),
+            ...(format.json_schema.description === undefined ? {} : { description: format.json_schema.description }),
+          }
+        : { type: format.type };
+  }
+  if (chat.logprobs === true) options.topLogprobs = chat.top_logprobs ?? 0;
+  if (chat.n != null && chat.n > 1) options.n = chat.n;
+  return options;
 }
 
 /** The sum of the images' tokens, or undefined when any is unknown. */

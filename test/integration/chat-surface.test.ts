@@ -207,6 +207,24 @@ describe('tools', () => {
     });
   }
 
+  test('tokenize counts the tools the chat template renders into the prompt', async () => {
+    const count = async (body: Record<string, unknown>): Promise<{ status: number; json: any }> => {
+      const response = await fetch(`${iris.baseUrl}/v1/tokenize`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: TOOLS_MODEL, messages: [{ role: 'user', content: 'hi' }], ...body }),
+      });
+      return { status: response.status, json: await response.json() };
+    };
+    const plain = await count({});
+    const withTools = await count({ tools: [REPORT_TOOL] });
+    assert.equal(withTools.status, 200);
+    assert.ok(withTools.json.prompt_tokens > plain.json.prompt_tokens, `${withTools.json.prompt_tokens} vs ${plain.json.prompt_tokens}`);
+    const refused = await count({ model: MODEL, tools: [REPORT_TOOL] });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.json.error.param, 'tools');
+  });
+
   test('bad tool definitions and choices are a 400 naming the field', async () => {
     const base = { model: MODEL, messages: [{ role: 'user', content: 'hi' }] };
     const cases: [unknown, string][] = [

@@ -142,7 +142,8 @@ export class LlamaServerEngine implements Engine {
    * libmtmd tokenization a completion runs, with placeholder images (sizes only, no encoding), and no slot.
    */
   async countPromptTokens(request: EngineTokenCountRequest): Promise<number> {
-    const response = await this.#post({ messages: request.messages, params: {}, signal: request.signal }, '/v1/chat/completions/input_tokens');
+    // Tools and the response format are part of the prompt the chat template renders.
+    const response = await this.#post({ ...request, params: {} }, '/v1/chat/completions/input_tokens');
     let body: { input_tokens?: unknown };
     try {
       body = (await response.body.json()) as { input_tokens?: unknown };

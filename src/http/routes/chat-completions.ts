@@ -3,14 +3,14 @@
  * images, wait for a slot of the model, run the engine, and answer as JSON or as an SSE stream.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Engine, EngineCapabilities, EngineRequest, EngineUsage, GenerationParams } from '../../engines/engine.js';
-import { IrisError, invalidRequest, toIrisError } from '../../errors.js';
+import type { Engine, EngineRequest, EngineUsage, GenerationParams } from '../../engines/engine.js';
+import { IrisError, toIrisError } from '../../errors.js';
 import { completeChoices, streamChoices } from '../../engines/fan-out-choices.js';
 import type { ImagePipeline } from '../../images/image-pipeline.js';
 import type { ModelLease, ModelRegistry } from '../../models/model-registry.js';
 import { parseChatRequest, type ChatRequest } from '../../protocol/chat-request.js';
 import { abortOnDisconnect } from '../abort-on-disconnect.js';
-import { toEngineInputs, totalImageTokens } from '../chat-inputs.js';
+import { checkCapabilities, toEngineInputs, toEngineOptions, totalImageTokens } from '../chat-inputs.js';
 import {
   buildChunk,
   buildCompletion,
@@ -141,47 +141,6 @@ async function streamCompletion(
   return reply;
 }
 
-/** Refuses what the model's engine cannot do, by the field that asks for it. */
-function checkCapabilities(chat: ChatRequest, capabilities: EngineCapabilities, modelId: string): void {
-  const refuse = (what: string, param: string): never => {
-    throw invalidRequest(`The model '${modelId}' does not support ${what}.`, param, 'model_not_supported');
-  };
-  if (chat.tools && chat.tools.length > 0 && !capabilities.toolCalls) refuse('tools', 'tools');
-  if (chat.response_format && chat.response_format.type !== 'text' && !capabilities.structuredOutputs) refuse('structured outputs', 'response_format');
-  if (chat.logprobs === true && !capabilities.logprobs) refuse('logprobs', 'logprobs');
-}
-
-/** Tools, output format, logprobs and choices of the request, as the engine takes them. */
-function toEngineOptions(chat: ChatRequest): Omit<EngineRequest, 'messages' | 'params' | 'signal'> {
-  const options: Omit<EngineRequest, 'messages' | 'params' | 'signal'> = {};
-  if (chat.tools && chat.tools.length > 0) {
-    options.tools = chat.tools.map(({ function: tool }) => ({
-      name: tool.name,
-      ...(tool.description === undefined ? {} : { description: tool.description }),
-      ...(tool.parameters === undefined ? {} : { parameters: tool.parameters }),
-      ...(tool.strict == null ? {} : { strict: tool.strict }),
-    }));
-  }
-  const choice = chat.tool_choice;
-  if (choice != null) options.toolChoice = typeof choice === 'string' ? choice : { name: choice.function.name };
-  if (chat.parallel_tool_calls != null) options.parallelToolCalls = chat.parallel_tool_calls;
-  const format = chat.response_format;
-  if (format != null) {
-    options.responseFormat =
-      format.type === 'json_schema'
-        ? {
-            type: 'json_schema',
-            name: format.json_schema.name,
-            schema: format.json_schema.schema ?? {},
-            ...(format.json_schema.strict == null ? {} : { strict: format.json_schema.strict }),
-            ...(format.json_schema.description === undefined ? {} : { description: format.json_schema.description }),
-          }
-        : { type: format.type };
-  }
-  if (chat.logprobs === true) options.topLogprobs = chat.top_logprobs ?? 0;
-  if (chat.n != null && chat.n > 1) options.n = chat.n;
-  return options;
-}
 
 function toGenerationParams(chat: ChatRequest): GenerationParams {
   const params: GenerationParams = {};

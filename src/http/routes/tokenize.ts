@@ -11,7 +11,7 @@ import type { ImagePipeline } from '../../images/image-pipeline.js';
 import type { ModelLease, ModelRegistry } from '../../models/model-registry.js';
 import { parseChatRequest } from '../../protocol/chat-request.js';
 import { abortOnDisconnect } from '../abort-on-disconnect.js';
-import { toEngineInputs } from '../chat-inputs.js';
+import { checkCapabilities, toEngineInputs, toEngineOptions } from '../chat-inputs.js';
 
 /** What the route needs. */
 export interface TokenizeDeps {
@@ -49,7 +49,16 @@ async function handleTokenize(request: FastifyRequest, reply: FastifyReply, deps
     if (engine.countPromptTokens === undefined) {
       throw invalidRequest(`The model '${id}' cannot count tokens without generating.`, 'model', 'model_not_supported');
     }
-    const promptTokens = await engine.countPromptTokens({ messages, signal: abort.signal });
+    checkCapabilities(chat, engine.capabilities, id);
+    const { tools, toolChoice, parallelToolCalls, responseFormat } = toEngineOptions(chat);
+    const promptTokens = await engine.countPromptTokens({
+      messages,
+      ...(tools === undefined ? {} : { tools }),
+      ...(toolChoice === undefined ? {} : { toolChoice }),
+      ...(parallelToolCalls === undefined ? {} : { parallelToolCalls }),
+      ...(responseFormat === undefined ? {} : { responseFormat }),
+      signal: abort.signal,
+    });
     return { prompt_tokens: promptTokens, image_tokens: imageTokens.map((tokens) => tokens ?? null) };
   } finally {
     lease?.release();
