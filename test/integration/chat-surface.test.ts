@@ -235,6 +235,7 @@ describe('tools', () => {
       [{ ...base, tool_choice: 'required' }, 'tool_choice'],
       [{ ...base, tools: [REPORT_TOOL], tool_choice: 'sometimes' }, 'tool_choice'],
       [{ model: MODEL, messages: [{ role: 'tool', content: 'x' }] }, 'messages[0].tool_call_id'],
+      [{ model: TOOLS_MODEL, messages: [{ role: 'user', content: 'hi' }], tools: [REPORT_TOOL], logprobs: true }, 'logprobs'],
     ];
     for (const [body, param] of cases) {
       const result = await postRaw(body);

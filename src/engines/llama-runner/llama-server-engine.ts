@@ -222,6 +222,10 @@ function upstreamError(status: number, error: UpstreamErrorBody, request: Engine
     const param = request.responseFormat?.type === 'json_schema' ? 'response_format.json_schema.schema' : 'tools';
     return invalidRequest(`The JSON schema cannot be enforced: ${message.replace(/\s+/g, ' ').trim()}`, param, 'invalid_value');
   }
+  if (status >= 400 && status < 500 && /logprobs is not supported with tools/.test(message)) {
+    // Iris always streams from llama-server, which cannot report logprobs while it parses tool calls.
+    return invalidRequest('logprobs cannot be combined with tools on this model.', 'logprobs', 'unsupported_parameter');
+  }
   if (status >= 400 && status < 500) return invalidRequest(`The model rejected the request: ${message}`, null, 'invalid_request');
   if (status === 503) return engineUnavailable(`The model is not ready: ${message}`);
   return engineFailed(`The model failed: ${message}`);
