@@ -83,7 +83,7 @@ async function streamCompletion(
   let result = await iterator.next();
   const sse = new SseWriter(reply, { 'x-request-id': reply.request.id });
   let usage: EngineUsage | undefined;
-  // A content chunk waits here for the logprobs of its tokens, which arrive as the next part.
+  // With logprobs, a content chunk waits here for the logprobs of its tokens, which arrive as the next part.
   let held: ChatCompletionChunk | undefined;
   const flush = async (): Promise<void> => {
     if (held) await sse.send(held);
@@ -114,7 +114,10 @@ async function streamCompletion(
       } else {
         await flush();
         if (part.type === 'text-delta') {
-          held = buildChunk(identity, { content: part.text }, null, includeUsage, part.choice);
+          const chunk = buildChunk(identity, { content: part.text }, null, includeUsage, part.choice);
+          // Only a request for logprobs waits for them; any other content goes out at once.
+          if (chat.logprobs === true) held = chunk;
+          else await sse.send(chunk);
         } else if (part.type === 'tool-call-delta') {
           const call = {
             index: part.index,
