@@ -1,7 +1,12 @@
 /**
  * The one module that writes Server-Sent Events, in the framing the official OpenAI clients parse:
  * `data: <json>\n\n` per chunk and a final `data: [DONE]\n\n`. An error after the headers went out is
- * written as `data: {"error":{...}}` and the stream is closed. Writes respect backpressure.
+ * written as `data: {"error":{...}}` and the stream is closed.
+ *
+ * Events queued in the same turn of the event loop (an upstream read usually carries several chunks) go
+ * out in one socket write at the end of that turn (`setImmediate`), instead of one write and one chunked
+ * frame each. Writes respect backpressure: {@link SseWriter.sendJson} says when to wait for
+ * {@link SseWriter.drained}.
  */
 import type { FastifyReply } from 'fastify';
 import type { IrisError } from '../errors.js';
@@ -10,6 +15,14 @@ import type { IrisError } from '../errors.js';
 export class SseWriter {
   #reply: FastifyReply;
   #ended = false;
+  #pending = '';
+  #flushScheduled = false;
+  #flush = (): void => {
+    this.#flushScheduled = false;
+    const text = this.#pending;
+    this.#pending = '';
+    if (text !== '' && this.open) this.#reply.raw.write(text);
+  };
 
   constructor(reply: FastifyReply, headers: Record<string, string> = {}) {
     this.#reply = reply;
@@ -29,38 +42,53 @@ export class SseWriter {
     return !this.#ended && !this.#reply.raw.destroyed && this.#reply.raw.writable;
   }
 
+  /**
+   * Queues one event whose data is already JSON text. Returns false when the client is not keeping up:
+   * await {@link drained} before sending more.
+   */
+  sendJson(json: string): boolean {
+    if (!this.open) return true;
+    this.#pending += `data: ${json}\n\n`;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(this.#flush);
+    }
+    return !this.#reply.raw.writableNeedDrain;
+  }
+
   /** Sends one JSON event; waits if the socket is backed up. */
   async send(data: unknown): Promise<void> {
-    await this.#write(`data: ${JSON.stringify(data)}\n\n`);
+    if (!this.sendJson(JSON.stringify(data))) await this.drained();
+  }
+
+  /** Resolves once the socket takes more data (or the client is gone). */
+  async drained(): Promise<void> {
+    this.#flush();
+    const raw = this.#reply.raw;
+    if (!this.open || !raw.writableNeedDrain) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        raw.off('drain', done);
+        raw.off('close', done);
+        resolve();
+      };
+      raw.on('drain', done);
+      raw.on('close', done);
+    });
   }
 
   /** Sends an error event and ends the stream. */
   async fail(error: IrisError): Promise<void> {
-    await this.#write(`data: ${JSON.stringify(error.toBody())}\n\n`);
+    await this.send(error.toBody());
     this.end(false);
   }
 
-  /** Sends `[DONE]` (unless told not to) and ends the stream. */
+  /** Sends what is queued and `[DONE]` (unless told not to), and ends the stream. */
   end(done = true): void {
     if (this.#ended) return;
-    if (done && this.open) this.#reply.raw.write('data: [DONE]\n\n');
+    const text = this.open ? `${this.#pending}${done ? 'data: [DONE]\n\n' : ''}` : '';
+    this.#pending = '';
     this.#ended = true;
-    this.#reply.raw.end();
-  }
-
-  async #write(text: string): Promise<void> {
-    if (!this.open) return;
-    const raw = this.#reply.raw;
-    if (!raw.write(text)) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          raw.off('drain', done);
-          raw.off('close', done);
-          resolve();
-        };
-        raw.on('drain', done);
-        raw.on('close', done);
-      });
-    }
+    this.#reply.raw.end(text);
   }
 }

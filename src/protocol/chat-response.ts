@@ -159,6 +159,24 @@ export function buildChunk(
   };
 }
 
+const CONTENT_MARKER = '\u0000iris-content\u0000';
+
+/**
+ * Serializes the content chunks of one completion, the bulk of every stream: the same text as
+ * `JSON.stringify(buildChunk(identity, { content }, null, withUsage, choiceIndex))`, with everything but the
+ * content serialized once per completion instead of once per chunk (for choice 0; other choices of `n > 1`
+ * are built in full).
+ */
+export function contentChunkSerializer(identity: CompletionIdentity, withUsage: boolean): (content: string, choiceIndex?: number) => string {
+  const full = (content: string, choiceIndex = 0): string => JSON.stringify(buildChunk(identity, { content }, null, withUsage, choiceIndex));
+  const template = full(CONTENT_MARKER);
+  const parts = template.split(JSON.stringify(CONTENT_MARKER));
+  const [head, tail] = parts;
+  // Only a model name holding the marker itself could split differently; serialize such chunks in full.
+  if (parts.length !== 2 || head === undefined || tail === undefined) return full;
+  return (content, choiceIndex = 0) => (choiceIndex === 0 ? head + JSON.stringify(content) + tail : full(content, choiceIndex));
+}
+
 /** The last chunk of an include_usage stream: no choices, the usage. */
 export function buildUsageChunk(identity: CompletionIdentity, usage: EngineUsage, imageTokens?: number): ChatCompletionChunk {
   return { ...identity, object: 'chat.completion.chunk', choices: [], usage: toChatUsage(usage, imageTokens) };

@@ -15,6 +15,7 @@ import {
   buildChunk,
   buildCompletion,
   buildUsageChunk,
+  contentChunkSerializer,
   newCompletionIdentity,
   toChatLogprobs,
   type ChatCompletionChunk,
@@ -85,6 +86,7 @@ async function streamCompletion(
   let usage: EngineUsage | undefined;
   // With logprobs, a content chunk waits here for the logprobs of its tokens, which arrive as the next part.
   let held: ChatCompletionChunk | undefined;
+  const contentChunk = contentChunkSerializer(identity, includeUsage);
   const flush = async (): Promise<void> => {
     if (held) await sse.send(held);
     held = undefined;
@@ -114,10 +116,9 @@ async function streamCompletion(
       } else {
         await flush();
         if (part.type === 'text-delta') {
-          const chunk = buildChunk(identity, { content: part.text }, null, includeUsage, part.choice);
           // Only a request for logprobs waits for them; any other content goes out at once.
-          if (chat.logprobs === true) held = chunk;
-          else await sse.send(chunk);
+          if (chat.logprobs === true) held = buildChunk(identity, { content: part.text }, null, includeUsage, part.choice);
+          else if (!sse.sendJson(contentChunk(part.text, part.choice))) await sse.drained();
         } else if (part.type === 'tool-call-delta') {
           const call = {
             index: part.index,
