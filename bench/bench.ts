@@ -253,12 +253,12 @@ async function batching(): Promise<void> {
   started.push(direct);
   const irisTarget: Target = { name: 'iris', baseUrl: iris.baseUrl, model: 'smolvlm' };
   const directTarget: Target = { name: 'direct', baseUrl: direct.baseUrl, model: 'smolvlm' };
-  const body = streamBody(32);
+  const body = streamBody(16);
   await aggregateTokensPerSecond(irisTarget, body, 1, 1);
   await aggregateTokensPerSecond(directTarget, body, 1, 1);
   const rates: Record<number, { iris: number; direct: number }> = {};
   for (const clients of [1, 8]) {
-    const requestsPerClient = clients === 1 ? 3 : 1;
+    const requestsPerClient = clients === 1 ? 2 : 1;
     const runs = await alternate(effort.batchingRounds, async (who) =>
       aggregateTokensPerSecond(who === 'iris' ? irisTarget : directTarget, body, clients, requestsPerClient),
     );
@@ -367,6 +367,17 @@ function table(): string {
   return [header, header.map(() => '---'), ...lines].map((cells) => `| ${cells.join(' | ')} |`).join('\n');
 }
 
+async function cleanUp(): Promise<void> {
+  await iris.stop();
+  for (const child of started.reverse()) await child.stop();
+  await closeClients();
+  await rm(workDir, { recursive: true, force: true });
+}
+// An interrupted run stops its servers too (Iris's own llama-servers die with Iris).
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => void cleanUp().finally(() => process.exit(130)));
+}
+
 const sections: Record<Section, () => Promise<void>> = { relay, latency, ttft, batching, images };
 const begin = performance.now();
 try {
@@ -385,8 +396,5 @@ try {
   await writeFile(file, `${JSON.stringify({ date: new Date().toISOString(), machine, full, seconds, effort, rows }, null, 2)}\n`);
   console.log(`\nwritten to ${file}`);
 } finally {
-  await iris.stop();
-  for (const child of started.reverse()) await child.stop();
-  await closeClients();
-  await rm(workDir, { recursive: true, force: true });
+  await cleanUp();
 }

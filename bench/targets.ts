@@ -43,7 +43,7 @@ export async function startDirect(settings: DirectModel): Promise<Started> {
     '--model', settings.model, '--mmproj', settings.mmproj, '--host', '127.0.0.1', '--port', String(port),
     '--ctx-size', String(settings.context), '--parallel', String(settings.slots),
     ...(settings.threads > 0 ? ['--threads', String(settings.threads)] : []),
-    '--no-webui', '--jinja', '--metrics', '--slots',
+    '--kv-unified', '--no-webui', '--jinja', '--metrics', '--slots',
   ];
   const child = spawn(await llamaServerBinary(), args, { stdio: 'ignore' });
   const baseUrl = `http://127.0.0.1:${port}`;
