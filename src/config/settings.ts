@@ -119,16 +119,23 @@ export const MODEL_SETTINGS = {
     help: 'context size for --model',
     defaultText: "the catalog's for catalog models, else 4096",
   }),
-  /** Parallel sequences (llama-server slots). */
-  slots: setting({ schema: z.number().int().min(1).max(64), default: 2, flag: 'slots', input: 'integer', placeholder: 'N', help: 'parallel requests for --model' }),
-  /** CPU threads for llama-server; 0 lets llama.cpp choose. */
+  /** Parallel requests (llama-server slots); unset: chosen from the machine (engines/llama-runner/machine-defaults.ts). */
+  slots: setting({
+    schema: z.number().int().min(1).max(64).optional(),
+    flag: 'slots',
+    input: 'integer',
+    placeholder: 'N',
+    help: 'parallel requests for --model',
+    defaultText: '4 per thread, at most 16 and one per 1024 tokens of context; upstream models 64',
+  }),
+  /** CPU threads for llama-server; 0 lets llama.cpp choose; unset: the usable physical cores (machine-defaults.ts). */
   threads: setting({
-    schema: z.number().int().min(0).max(1024),
-    default: 0,
+    schema: z.number().int().min(0).max(1024).optional(),
     flag: 'threads',
     input: 'integer',
     placeholder: 'N',
     help: 'CPU threads for --model; 0 lets llama.cpp choose',
+    defaultText: 'the CPUs Iris may use, at most one per physical core',
   }),
   /** How long the model stays loaded after its last request (ms after parsing; -1 = forever). */
   keepAlive: setting({ schema: durationSchema.optional(), help: 'unload this model when idle this long', defaultText: "the server's keep_alive" }),

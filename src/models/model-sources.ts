@@ -8,6 +8,7 @@
 import { MODEL_DEFAULTS, type IrisConfig, type ModelConfig } from '../config/config.js';
 import type { Engine } from '../engines/engine.js';
 import { LlamaServerEngine } from '../engines/llama-runner/llama-server-engine.js';
+import { defaultSlots, defaultThreads } from '../engines/llama-runner/machine-defaults.js';
 import { OpenAIUpstreamEngine } from '../engines/openai-upstream/openai-upstream-engine.js';
 import { engineUnavailable } from '../errors.js';
 import { GENERIC_IMAGE_POLICY, describeImagePolicy, imagePolicyFromMmproj, type ImagePolicy } from '../images/image-policy.js';
@@ -19,6 +20,8 @@ import type { ModelDefinition, PreparedModel } from './model-registry.js';
 
 /** Context for models that say nothing about it. */
 const DEFAULT_CONTEXT = 4096;
+/** Concurrent requests to an upstream model that names no `slots`: remote servers batch many more than a CPU. */
+const UPSTREAM_SLOTS = 64;
 
 /** What the sources need. */
 export interface ModelSourcesDeps {
@@ -36,6 +39,8 @@ export class ModelSources {
   #deps: ModelSourcesDeps;
   #configs = new Map<string, ModelConfig>();
   #created = Math.floor(Date.now() / 1000);
+  /** llama-server threads of models that name none. */
+  #threads = defaultThreads();
 
   constructor(models: readonly ModelConfig[], deps: ModelSourcesDeps) {
     this.#deps = deps;
@@ -97,8 +102,8 @@ export class ModelSources {
       mmproj: files.mmproj,
       chatTemplate: files.chatTemplate,
       context: files.context,
-      slots: model.slots,
-      threads: model.threads,
+      slots: definition.slots,
+      threads: model.threads ?? this.#threads,
       startTimeoutMs: config.llama.startTimeoutMs,
       maxImagesPerRequest: config.limits.maxImagesPerRequest,
     };
@@ -133,12 +138,13 @@ export class ModelSources {
   };
 
   #definition(model: ModelConfig): ModelDefinition {
+    const context = model.context ?? (model.hub !== undefined ? catalogContext(model.hub) : undefined) ?? DEFAULT_CONTEXT;
     return {
       id: model.id,
       // Before a hub model is pulled we cannot know; catalog models and most GGUF repos here are VLMs.
       vision: model.upstream !== undefined ? model.upstream.vision : model.hub !== undefined || model.mmproj !== undefined,
-      context: model.context ?? (model.hub !== undefined ? catalogContext(model.hub) : undefined) ?? DEFAULT_CONTEXT,
-      slots: model.slots,
+      context,
+      slots: model.slots ?? (model.upstream !== undefined ? UPSTREAM_SLOTS : defaultSlots(context, this.#threads)),
       keepAliveMs: model.keepAlive ?? this.#deps.config.keepAlive,
       created: this.#created,
       ownedBy: model.upstream !== undefined ? 'remote' : 'iris',

@@ -27,7 +27,7 @@ export interface LlamaServerSettings {
   mmproj?: string | undefined;
   /** llama-server's --chat-template, when the GGUF's own template is missing or wrong. */
   chatTemplate?: string | undefined;
-  /** Context size (all slots together). */
+  /** Context size (all slots together, in one unified KV cache). */
   context: number;
   /** Parallel slots. */
   slots: number;
@@ -145,6 +145,8 @@ export class LlamaServerProcess {
       '--port', String(port),
       '--ctx-size', String(settings.context),
       '--parallel', String(settings.slots),
+      // One KV cache of the whole context shared by the slots: any one request may use all of it.
+      '--kv-unified',
       ...(settings.threads > 0 ? ['--threads', String(settings.threads)] : []),
       '--alias', settings.id,
       '--no-webui',
