@@ -149,12 +149,13 @@ async function relay(): Promise<void> {
         met: ratio >= 0.98,
         noise: spread(runs.iris.map((run, index) => run.tokensPerSecond / (runs.direct[index]?.tokensPerSecond ?? Number.NaN))),
       });
+      printRow(rows.at(-1)!);
       if (label.startsWith('stand-in')) {
         // Every token is one chunk here; chunks per CPU-second of the Iris process is its ceiling per core.
         const irisTokens = runs.iris.reduce((sum, run) => sum + run.tokens, 0);
         rows.push({ section: 'relay', figure: `relay ceiling, ${clients} stream${clients > 1 ? 's' : ''}: chunks per Iris CPU-second`, iris: irisTokens / irisCpu, unit: 'chunks/s/core' });
+        printRow(rows.at(-1)!);
       }
-      printRow(rows.at(-1)!);
     }
   }
 }

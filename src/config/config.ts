@@ -45,7 +45,7 @@ export type ModelConfigInput = z.input<typeof modelConfigSchema>;
 /** A model after validation and defaults. */
 export type ModelConfig = z.output<typeof modelConfigSchema>;
 
-/** The per-model settings' defaults (`slots`, `threads`), for models Iris registers itself. */
+/** The per-model settings' written defaults, for models Iris registers itself (slots and threads have none: see machine-defaults.ts). */
 export const MODEL_DEFAULTS = deepFreeze(z.object(shapeOf(MODEL_SETTINGS)).omit({ id: true }).parse({}));
 
 /** The whole, validated configuration. */
