@@ -90,6 +90,7 @@ const iris = await startIrisWith(
       ...(smolvlm && only.has('batching') ? [{ id: 'smolvlm', model: smolvlm.modelPath, mmproj: smolvlm.mmprojPath, context: SMOLVLM_CONTEXT }] : []),
     ],
     preload: ['tiny', ...(smolvlm && only.has('batching') ? ['smolvlm'] : [])],
+    keep_alive: -1,
     limits: { max_body_bytes: 200 * 2 ** 20 },
   },
   join(workDir, 'iris.yaml'),
@@ -248,14 +249,14 @@ async function ttft(): Promise<void> {
 
 async function batching(): Promise<void> {
   if (!smolvlm) return;
+  const irisTarget: Target = { name: 'iris', baseUrl: iris.baseUrl, model: 'smolvlm' };
+  const body = streamBody(16);
+  await aggregateTokensPerSecond(irisTarget, body, 1, 1);
   // The direct llama-server gets exactly the slots and threads Iris chose for the model.
   const props = await irisChildProps();
   const direct = await startDirect({ model: smolvlm.modelPath, mmproj: smolvlm.mmprojPath, context: SMOLVLM_CONTEXT, slots: props.slots, threads: props.threads });
   started.push(direct);
-  const irisTarget: Target = { name: 'iris', baseUrl: iris.baseUrl, model: 'smolvlm' };
   const directTarget: Target = { name: 'direct', baseUrl: direct.baseUrl, model: 'smolvlm' };
-  const body = streamBody(16);
-  await aggregateTokensPerSecond(irisTarget, body, 1, 1);
   await aggregateTokensPerSecond(directTarget, body, 1, 1);
   const rates: Record<number, { iris: number; direct: number }> = {};
   for (const clients of [1, 8]) {
@@ -382,19 +383,21 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 const sections: Record<Section, () => Promise<void>> = { relay, latency, ttft, batching, images };
 const begin = performance.now();
 try {
+  const resultsDir = join(REPO_ROOT, 'bench/results');
+  await mkdir(resultsDir, { recursive: true });
+  const file = join(resultsDir, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   for (const section of SECTIONS) {
     if (!only.has(section)) continue;
     console.log(`${section}:`);
     await sections[section]();
+    // Written after every section, so that an interrupted run keeps what it measured.
+    const seconds = (performance.now() - begin) / 1000;
+    const finished = { date: new Date().toISOString(), machine, loadAverageNow: loadavg().map((load) => Number(load.toFixed(2))), full, seconds, effort, rows };
+    await writeFile(file, `${JSON.stringify(finished, null, 2)}\n`);
   }
   const seconds = (performance.now() - begin) / 1000;
-  console.log(`\n${machine.cores} cores, ${machine.cpu}, ${full ? 'full' : 'default'} run, ${seconds.toFixed(0)} s\n`);
+  console.log(`\n${machine.cores} cores, ${machine.cpu}, load ${machine.loadAverage.join(' ')} at the start and ${loadavg().map((load) => load.toFixed(2)).join(' ')} at the end, ${full ? 'full' : 'default'} run, ${seconds.toFixed(0)} s\n`);
   console.log(table());
-  const date = new Date().toISOString().replace(/[:.]/g, '-');
-  const resultsDir = join(REPO_ROOT, 'bench/results');
-  await mkdir(resultsDir, { recursive: true });
-  const file = join(resultsDir, `${date}.json`);
-  await writeFile(file, `${JSON.stringify({ date: new Date().toISOString(), machine, full, seconds, effort, rows }, null, 2)}\n`);
   console.log(`\nwritten to ${file}`);
 } finally {
   await cleanUp();

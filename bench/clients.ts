@@ -5,7 +5,8 @@
  */
 import { Agent, request } from 'undici';
 
-const agent = new Agent({ connections: 256, keepAliveTimeout: 60_000, pipelining: 1 });
+// llama-server closes idle keep-alive connections after 5 s; reusing one as it closes would fail a request.
+const agent = new Agent({ connections: 256, keepAliveTimeout: 4000, keepAliveMaxTimeout: 4000, pipelining: 1 });
 
 /** A chat-completions endpoint: a base URL (`http://127.0.0.1:PORT`) and the model name it serves. */
 export interface Target {
@@ -27,13 +28,19 @@ export interface RequestTiming {
 /** Sends a chat completion (the body's `model` is the target's) and waits for all of the answer. */
 export async function chat(target: Target, body: Record<string, unknown>): Promise<RequestTiming> {
   const started = performance.now();
-  const response = await request(`${target.baseUrl}/v1/chat/completions`, {
-    method: 'POST',
-    dispatcher: agent,
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ ...body, model: target.model }),
-    headersTimeout: 0,
-    bodyTimeout: 0,
+  const send = () =>
+    request(`${target.baseUrl}/v1/chat/completions`, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...body, model: target.model }),
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+  // A kept-alive connection the server closed just as it was reused fails before any answer: send again.
+  const response = await send().catch((error: unknown) => {
+    if ((error as { code?: string }).code !== 'UND_ERR_SOCKET') throw error;
+    return send();
   });
   if (response.statusCode !== 200) throw new Error(`${target.name}: HTTP ${response.statusCode} ${await response.body.text()}`);
   if (body['stream'] !== true) {
