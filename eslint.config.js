@@ -73,6 +73,17 @@ export default tseslint.config(
     },
   },
   {
+    // The playground's plain browser modules (src/web), served as they are.
+    files: ['src/web/**/*.js'],
+    languageOptions: {
+      globals: Object.fromEntries(
+        ['window', 'document', 'navigator', 'localStorage', 'fetch', 'performance', 'FileReader', 'AbortController',
+          'TextDecoderStream', 'URL', 'Option', 'HTMLElement', 'HTMLDialogElement', 'setTimeout', 'clearTimeout', 'process']
+          .map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
     // Tests poke at raw JSON bodies on purpose.
     files: ['test/**/*.ts', 'bench/**/*.ts', 'src/**/*.test.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },

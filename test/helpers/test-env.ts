@@ -17,11 +17,15 @@ import { ensureLlamaServer } from '../../src/engines/llama-runner/build-llama-se
 import { freeLoopbackPort } from '../../src/engines/llama-runner/llama-server-process.js';
 import { createLogger } from '../../src/logger.js';
 import { synthesizeModel, type SynthResult, type SynthSize } from '../../src/synth/recipes.js';
+import { recordRequestBodies } from './record-request-bodies.js';
 
 const execFileAsync = promisify(execFile);
 
 /** The repository root. */
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+// Every chat request body a test sends is kept for the OpenAPI conformance check (test/conformance).
+recordRequestBodies(REPO_ROOT);
 
 let binary: Promise<string> | undefined;
 
@@ -167,6 +171,18 @@ export async function startIris(options: StartIrisOptions): Promise<IrisProcess>
       await rm(cacheDir, { recursive: true, force: true });
     },
   };
+}
+
+/** The pid and port of an Iris's (latest) llama-server child, from its "llama-server ready" log records. */
+export function llamaServerOf(iris: IrisProcess): { pid: number; port: number } {
+  const record = iris.logRecords('llama-server ready').at(-1);
+  if (!record) throw new Error('iris has not logged that llama-server is ready');
+  return { pid: Number(record['pid']), port: Number(record['port']) };
+}
+
+/** llama-server's own view of its slots (GET /slots on its loopback port). */
+export async function llamaServerSlots(port: number): Promise<{ is_processing: boolean }[]> {
+  return (await fetch(`http://127.0.0.1:${port}/slots`).then((response) => response.json())) as { is_processing: boolean }[];
 }
 
 /** Whether a process with this pid exists. */
