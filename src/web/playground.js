@@ -73,6 +73,8 @@ const state = {
   /** @type {AbortController | null} */
   tokenizing: null,
   tokenizeTimer: 0,
+  /** Bumped by every change that alters the request; a count answers the version it was asked for. */
+  requestVersion: 0,
   codeLanguage: 'curl',
 };
 
@@ -125,7 +127,7 @@ async function loadModels() {
     hideError();
   } catch (error) {
     state.models = [];
-    if (error instanceof ApiError && error.status === 401) setKeyNeeded(true, error.message);
+    if (error instanceof ApiError && error.status === 401) setKeyNeeded(true, error);
     else showError(error);
   }
   renderModels();
@@ -163,14 +165,15 @@ function renderModelInfo() {
   ui.modelInfo.dataset['loaded'] = String(Boolean(model.loaded));
 }
 
-function setKeyNeeded(needed, message = '') {
+/** @param {boolean} needed @param {ApiError} [error] the server's refusal */
+function setKeyNeeded(needed, error) {
   ui.keySection.classList.toggle('needed', needed);
   if (needed) {
     ui.settings.open = true;
     ui.keyNote.textContent = ui.apiKey.value
-      ? `The server refused this key: ${message}`
+      ? `The server refused this key: ${error?.message ?? ''}`
       : 'This server needs an API key. Enter it here; it is kept in this browser.';
-    if (ui.apiKey.value) showError(new ApiError(401, message));
+    if (ui.apiKey.value && error) showError(error);
     ui.apiKey.focus();
   } else {
     ui.keyNote.textContent = "Kept in this browser's localStorage, sent only to this server.";
@@ -335,20 +338,30 @@ function buildRequest() {
 
 function scheduleTokenize() {
   clearTimeout(state.tokenizeTimer);
+  state.requestVersion += 1;
+  // `data-pending` says whether the counts shown are for the request as it is now.
+  ui.tokenCount.dataset['pending'] = 'true';
   state.tokenizeTimer = window.setTimeout(tokenize, 250);
 }
 
 async function tokenize() {
   state.tokenizing?.abort();
+  const version = state.requestVersion;
+  const settle = () => {
+    if (version === state.requestVersion) ui.tokenCount.dataset['pending'] = 'false';
+  };
   let body;
   try {
     body = buildRequest();
   } catch {
+    settle();
     return; // a broken JSON schema is reported where it is typed
   }
   if (!body.model || body.messages.length === 0) {
     ui.tokenCount.textContent = '';
+    ui.tokenCount.dataset['tokens'] = '';
     ui.tokenError.hidden = true;
+    settle();
     return;
   }
   delete body.stream;
@@ -371,6 +384,7 @@ async function tokenize() {
       item.tokens = perImage[offset + index] ?? null;
       renderAttachmentInfo(item);
     });
+    settle();
   } catch (error) {
     if (controller.signal.aborted) return;
     ui.tokenCount.dataset['tokens'] = '';
@@ -381,6 +395,7 @@ async function tokenize() {
     }
     ui.tokenError.textContent = `Cannot count tokens: ${error instanceof Error ? error.message : String(error)}`;
     ui.tokenError.hidden = false;
+    settle();
   }
 }
 

@@ -116,24 +116,17 @@ async function dropImage(page: Page, bytes: Buffer, name: string): Promise<void>
   }, { base64: bytes.toString('base64'), name });
 }
 
-/** The token count shown on the n-th thumbnail once it is known (after the tokenize call answered). */
-async function thumbTokens(page: Page, index: number, not?: number): Promise<number> {
-  await page.waitForFunction(
-    ({ index, not }) => {
-      const value = document.querySelectorAll('.thumb')[index]?.dataset.tokens;
-      return value !== undefined && value !== '' && Number(value) !== not;
-    },
-    { index, not: not ?? -1 },
-  );
-  return Number(await page.locator('.thumb').nth(index).getAttribute('data-tokens'));
-}
-
-async function promptTokens(page: Page, not?: number): Promise<number> {
-  await page.waitForFunction((not) => {
-    const value = document.getElementById('token-count').dataset.tokens;
-    return value !== undefined && value !== '' && Number(value) !== not && document.getElementById('token-count').textContent !== 'counting…';
-  }, not ?? -1);
-  return Number(await page.locator('#token-count').getAttribute('data-tokens'));
+/**
+ * The token counts the page shows once they are for the request as it stands (the page marks counts still
+ * being asked for with `data-pending`): the prompt's and each thumbnail's. `images` is how many thumbnails to
+ * wait for first, since an added file is read asynchronously.
+ */
+async function counts(page: Page, images = 0): Promise<{ prompt: number; images: number[] }> {
+  await page.waitForFunction((images: number) => document.querySelectorAll('.thumb').length === images, images);
+  await page.waitForFunction(() => document.getElementById('token-count').dataset.pending === 'false', undefined, { timeout: 60_000 });
+  const prompt = Number(await page.locator('#token-count').getAttribute('data-tokens'));
+  const perImage = await page.locator('.thumb').evaluateAll((thumbs) => thumbs.map((thumb: any) => Number(thumb.dataset.tokens)));
+  return { prompt, images: perImage };
 }
 
 async function setField(page: Page, selector: string, value: string): Promise<void> {
@@ -206,39 +199,39 @@ describe('playground', () => {
     await page.dispatchEvent('#ignore-eos', 'change');
 
     await pasteImage(page, png, 'pasted.png');
-    const auto = await thumbTokens(page, 0);
+    const before = await counts(page, 1);
+    const auto = before.images[0]!;
     assert.equal(auto, expectedImageTokens('tiny-tiling', IMAGE.width, IMAGE.height), 'the tokens of a 4x3 tile grid');
-    assert.match((await page.locator('.thumb').first().locator('.info').textContent()) ?? '', /128×96/);
-    const before = await promptTokens(page);
+    assert.ok(before.prompt > auto, 'the prompt count includes the image');
+    await page.waitForFunction(() => document.querySelector('.thumb .info').textContent.includes('128×96'));
 
     await page.locator('.thumb').first().locator('select.detail').selectOption('low');
-    const low = await thumbTokens(page, 0, auto);
+    const afterLow = await counts(page, 1);
+    const low = afterLow.images[0]!;
     assert.ok(low < auto, `detail low costs fewer tokens (${low} < ${auto})`);
-    const afterLow = await promptTokens(page, before);
-    assert.equal(afterLow, before - (auto - low), 'the prompt count moves by the image tokens saved');
+    assert.equal(afterLow.prompt, before.prompt - (auto - low), 'the prompt count moves by the image tokens saved');
 
     await dropImage(page, await makeImage({ width: 64, height: 64, seed: 5 }), 'dropped.png');
     await page.setInputFiles('#file', { name: 'picked.png', mimeType: 'image/png', buffer: await makeImage({ width: 40, height: 30, seed: 7 }) });
     await page.click('#add-url');
     await page.fill('#image-url', `${host.origin}/photo.png`);
     await page.click('#add-url-confirm');
-    assert.equal(await page.locator('.thumb').count(), 4);
-    assert.equal(await thumbTokens(page, 3), auto, 'the URL image (the same picture at detail auto) costs what the pasted one did');
-    assert.equal(await thumbTokens(page, 1), expectedImageTokens('tiny-tiling', 64, 64));
-    const total = await promptTokens(page, afterLow);
+    const all = await counts(page, 4);
+    assert.deepEqual(all.images, [low, expectedImageTokens('tiny-tiling', 64, 64), expectedImageTokens('tiny-tiling', 40, 30), auto]);
 
     await page.fill('#prompt', 'What is in these pictures?');
     await page.press('#prompt', 'Shift+Enter');
-    await page.type('#prompt', 'Answer briefly.');
+    await page.keyboard.type('Answer briefly.');
     assert.equal(await page.inputValue('#prompt'), 'What is in these pictures?\nAnswer briefly.', 'Shift+Enter is a new line');
-    const typed = await promptTokens(page, total);
+    const typed = await counts(page, 4);
+    assert.ok(typed.prompt > all.prompt, 'the text counts too');
     await page.press('#prompt', 'Enter');
     await page.waitForSelector('.message.assistant');
     const answer = await lastAnswer(page);
     assert.equal(answer.state, 'done');
     assert.ok(answer.text.length > 0, 'streamed text arrived');
-    assert.equal(Number(answer.stats['prompt']), typed, 'usage.prompt_tokens equals the count shown before sending');
-    const imageTokens = low + expectedImageTokens('tiny-tiling', 64, 64) + expectedImageTokens('tiny-tiling', 40, 30) + auto;
+    assert.equal(Number(answer.stats['prompt']), typed.prompt, 'usage.prompt_tokens equals the count shown before sending');
+    const imageTokens = typed.images.reduce((sum, tokens) => sum + tokens, 0);
     assert.equal(Number(answer.stats['image']), imageTokens, 'usage.prompt_tokens_details.image_tokens: the four images');
     assert.equal(Number(answer.stats['completion']), 12);
     assert.match(answer.stats['ttft'] ?? '', /^\d+(\.\d+)? m?s$/);
@@ -275,9 +268,10 @@ describe('playground', () => {
     const broken = Buffer.from('this is not a PNG at all');
     const direct = await chat({ model: MODEL, messages: [{ role: 'user', content: [{ type: 'text', text: 'look' }, { type: 'image_url', image_url: { url: dataUri(broken) } }] }] });
     assert.equal(direct.status, 400);
-    await page.setInputFiles('#file', { name: 'broken.png', mimeType: 'image/png', buffer: broken });
     await page.fill('#prompt', 'look');
-    await page.waitForSelector('#token-error:not([hidden])');
+    await page.setInputFiles('#file', { name: 'broken.png', mimeType: 'image/png', buffer: broken });
+    await counts(page, 1);
+    assert.equal(await page.isVisible('#token-error'), true);
     assert.ok(((await page.textContent('#token-error')) ?? '').includes(direct.json.error.message), 'the token count explains why it cannot count');
     await page.click('#send');
     await page.waitForSelector('#error:not([hidden])');
@@ -381,14 +375,13 @@ describe('playground', () => {
       await setField(page, '#max-tokens', '24');
       await setField(page, '#system', 'You are a careful visual assistant.');
       await pasteImage(page, await makeImage({ width: 320, height: 240, seed: 2 }), 'gradient.png');
-      await thumbTokens(page, 0);
       await page.fill('#prompt', 'What is in this picture?');
+      await counts(page, 1);
       await page.press('#prompt', 'Enter');
       assert.equal((await lastAnswer(page)).state, 'done');
       await pasteImage(page, png, 'next.png');
       await page.fill('#prompt', 'And this one?');
-      await thumbTokens(page, 0);
-      await promptTokens(page);
+      await counts(page, 1);
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
       assert.equal(overflow, 0, `no horizontal scrolling at ${width} px`);
       await page.screenshot({ path: join(outputDir, `playground-${width}.png`) });
