@@ -129,6 +129,12 @@ async function counts(page: Page, images = 0): Promise<{ prompt: number; images:
   return { prompt, images: perImage };
 }
 
+/** Unfolds the settings (folded on a phone) and, within them, Iris's extensions, as a user would. */
+async function unfoldSettings(page: Page): Promise<void> {
+  if (!(await page.locator('#settings').evaluate((details: any) => details.open))) await page.click('#settings > summary');
+  if (!(await page.locator('.subpanel').evaluate((details: any) => details.open))) await page.click('.subpanel > summary');
+}
+
 async function setField(page: Page, selector: string, value: string): Promise<void> {
   await page.fill(selector, value);
   await page.dispatchEvent(selector, 'change');
@@ -194,6 +200,7 @@ describe('playground', () => {
   test('images by paste, drop, file picker and URL get token counts; detail changes them; the answer streams with its usage', async () => {
     const opened = await openPlayground();
     const { page } = opened;
+    await unfoldSettings(page);
     await setField(page, '#max-tokens', '12');
     await page.check('#ignore-eos');
     await page.dispatchEvent('#ignore-eos', 'change');
@@ -245,6 +252,7 @@ describe('playground', () => {
   test('stop ends a long generation: the request is aborted and llama-server stops generating', async () => {
     const opened = await openPlayground();
     const { page } = opened;
+    await unfoldSettings(page);
     await setField(page, '#max-tokens', '7000');
     await setField(page, '#temperature', '1');
     await page.check('#ignore-eos');
@@ -283,6 +291,7 @@ describe('playground', () => {
     assert.equal(await page.inputValue('#prompt'), 'look', 'its text is back in the box');
     assert.equal(await page.locator('.thumb').count(), 1, 'its image is back, to remove');
     await page.locator('.thumb .remove').click();
+    await unfoldSettings(page);
     await setField(page, '#max-tokens', '2');
     await page.click('#send');
     assert.equal((await lastAnswer(page)).state, 'done');
@@ -292,6 +301,7 @@ describe('playground', () => {
   test('JSON mode returns JSON matching the schema', { todo: 'needs issue 8 (response_format)' }, async () => {
     const opened = await openPlayground();
     const { page } = opened;
+    await unfoldSettings(page);
     await page.check('#json-mode');
     await page.dispatchEvent('#json-mode', 'change');
     await setField(page, '#max-tokens', '200');
@@ -311,6 +321,7 @@ describe('playground', () => {
     const opened = await openPlayground();
     const { page, context } = opened;
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: iris.baseUrl });
+    await unfoldSettings(page);
     await page.uncheck('#stream');
     await page.dispatchEvent('#stream', 'change');
     await setField(page, '#max-tokens', '3');
@@ -372,8 +383,11 @@ describe('playground', () => {
     for (const width of [1280, 360]) {
       const opened = await openPlayground({ width });
       const { page } = opened;
+      assert.equal(await page.locator('#settings').evaluate((details: any) => details.open), width > 720, 'settings start folded on a phone');
+      await unfoldSettings(page);
       await setField(page, '#max-tokens', '24');
       await setField(page, '#system', 'You are a careful visual assistant.');
+      if (width <= 720) await page.click('#settings > summary');
       await pasteImage(page, await makeImage({ width: 320, height: 240, seed: 2 }), 'gradient.png');
       await page.fill('#prompt', 'What is in this picture?');
       await counts(page, 1);
@@ -430,7 +444,7 @@ describe('OpenAPI document and /docs', () => {
     await page.goto(`${iris.baseUrl}/docs`);
     await page.waitForSelector('body[data-ready="true"]');
     assert.ok(await page.isVisible('#createChatCompletion'));
-    assert.match((await page.textContent('#createChatCompletion summary')) ?? '', /POST\s*\/v1\/openai\/chat\/completions/);
+    assert.match((await page.textContent('#createChatCompletion summary')) ?? '', /post\s*\/v1\/openai\/chat\/completions/i);
     await page.click('#createChatCompletion summary');
     const rows = (await page.textContent('#createChatCompletion')) ?? '';
     for (const field of ['messages', 'max_tokens', 'ignore_eos', 'image_url']) assert.ok(rows.includes(field), field);
