@@ -66,7 +66,7 @@ interface OpenedPage {
   context: BrowserContext;
   /** Requests the page made to any host but Iris. */
   foreign: string[];
-  /** Uncaught errors in the page. */
+  /** Uncaught errors in the page, and anything its Content-Security-Policy blocked. */
   errors: string[];
 }
 
@@ -84,6 +84,9 @@ async function openPlayground(options: { width?: number; height?: number; key?: 
   });
   const page = await context.newPage();
   page.on('pageerror', (error) => errors.push(error.message));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content.Security.Policy/i.test(message.text())) errors.push(message.text());
+  });
   await page.goto(`${iris.baseUrl}/`);
   await page.waitForSelector('body[data-ready="true"]');
   if (key !== null) await page.waitForFunction((model: string) => document.getElementById('model').value === model, MODEL);
