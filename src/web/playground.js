@@ -57,7 +57,8 @@ const ui = {
 
 /**
  * @typedef {{ id: number, url: string, name: string, remote: boolean, detail: 'auto' | 'low' | 'high',
- *   width?: number, height?: number, bytes?: number, tokens?: number | null, element?: HTMLElement }} Attachment
+ *   width?: number, height?: number, bytes?: number, tokens?: number | null, target?: string,
+ *   element?: HTMLElement }} Attachment
  */
 
 const state = {
@@ -247,8 +248,11 @@ function renderAttachmentInfo(item) {
   const tokens = /** @type {HTMLElement} */ (item.element.querySelector('.tokens'));
   const size = item.width ? `${item.width}×${item.height}` : item.remote ? 'URL' : '';
   info.textContent = [size, item.bytes ? formatBytes(item.bytes) : ''].filter(Boolean).join(' · ');
-  tokens.textContent = item.tokens === undefined ? '… tokens' : item.tokens === null ? '? tokens' : `${item.tokens} tokens`;
+  const count = item.tokens === undefined ? '… tokens' : item.tokens === null ? '? tokens' : `${item.tokens} tokens`;
+  // The size the server hands the model, where its tokenize answer reports one.
+  tokens.textContent = item.target ? `${count} at ${item.target}` : count;
   item.element.dataset['tokens'] = item.tokens == null ? '' : String(item.tokens);
+  item.element.dataset['target'] = item.target ?? '';
 }
 
 function hostOf(url) {
@@ -382,6 +386,8 @@ async function tokenize() {
     const offset = perImage.length - pendingAttachments.length;
     pendingAttachments.forEach((item, index) => {
       item.tokens = perImage[offset + index] ?? null;
+      const report = counts.images?.[offset + index];
+      item.target = report && report.width && report.height ? `${report.width}×${report.height}` : undefined;
       renderAttachmentInfo(item);
     });
     settle();

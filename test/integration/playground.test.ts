@@ -166,6 +166,30 @@ async function chat(body: unknown, key = KEY): Promise<{ status: number; json: a
   return { status: response.status, json: await response.json() };
 }
 
+/** The body of a generated curl command (its here-document). */
+function curlBody(curl: string): Record<string, unknown> {
+  return JSON.parse(curl.slice(curl.indexOf('\n{') + 1, curl.lastIndexOf('\n'))) as Record<string, unknown>;
+}
+
+/** The request the page would send now, read from its "Code" dialog. */
+async function currentRequest(page: Page): Promise<Record<string, unknown>> {
+  await page.click('#show-code');
+  await page.click('[role=tab][data-lang=curl]');
+  const curl = (await page.textContent('#code')) ?? '';
+  await page.click('#close-code');
+  return curlBody(curl);
+}
+
+async function tokenize(body: unknown): Promise<{ prompt_tokens: number; images?: { width: number; height: number }[] }> {
+  const response = await fetch(`${iris.baseUrl}/v1/openai/tokenize`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+    body: JSON.stringify(body),
+  });
+  assert.equal(response.status, 200);
+  return (await response.json()) as { prompt_tokens: number; images?: { width: number; height: number }[] };
+}
+
 describe('playground', () => {
   test('the page, its assets and /openapi.json load without a key; the API does not', async () => {
     for (const path of ['/', '/playground', '/docs', '/web/playground.js', '/web/playground.css', '/openapi.json']) {
@@ -228,6 +252,10 @@ describe('playground', () => {
     await page.click('#add-url-confirm');
     const all = await counts(page, 4);
     assert.deepEqual(all.images, [low, expectedImageTokens('tiny-tiling', 64, 64), expectedImageTokens('tiny-tiling', 40, 30), auto]);
+    // Where the tokenize answer reports the size each image is handed to the model at, each thumbnail shows it.
+    const reported = await tokenize(await currentRequest(page));
+    const targets = await page.locator('.thumb').evaluateAll((thumbs) => thumbs.map((thumb: any) => thumb.dataset.target as string));
+    assert.deepEqual(targets, (reported.images ?? []).length === 0 ? ['', '', '', ''] : reported.images!.map((image) => `${image.width}×${image.height}`));
 
     await page.fill('#prompt', 'What is in these pictures?');
     await page.press('#prompt', 'Shift+Enter');
@@ -350,8 +378,8 @@ describe('playground', () => {
     assert.equal(completion.usage.completion_tokens <= 3, true);
     assert.equal(completion.usage.prompt_tokens_details.image_tokens, expectedImageTokens('tiny-tiling', IMAGE.width, IMAGE.height));
 
-    const curlBody = JSON.parse(curl.slice(curl.indexOf('\n{') + 1, curl.lastIndexOf('\n'))) as Record<string, unknown>;
-    assert.deepEqual(curlBody, {
+    const body = curlBody(curl);
+    assert.deepEqual(body, {
       model: MODEL,
       messages: [
         { role: 'system', content: "Answer in one word. Don't use quotes like ''' or $HOME." },
@@ -372,7 +400,7 @@ describe('playground', () => {
     const python = (await page.textContent('#code')) ?? '';
     const embedded = /r'''([\s\S]*?)'''/.exec(python)?.[1];
     assert.ok(embedded, 'the Python script embeds the body');
-    assert.deepEqual(JSON.parse(embedded), curlBody, 'the Python script sends the same body');
+    assert.deepEqual(JSON.parse(embedded), body, 'the Python script sends the same body');
     const hasPython = await run('python3', ['--version']).then(() => true, () => false);
     if (hasPython) {
       const file = join(dir, 'request.py');
