@@ -329,6 +329,29 @@ describe('playground', () => {
     await close(opened);
   });
 
+  test('JSON mode sends the schema from the editor as response_format; a schema that is not JSON is refused before sending', async () => {
+    const opened = await openPlayground();
+    const { page } = opened;
+    await unfoldSettings(page);
+    assert.equal(await page.isVisible('#json-schema'), false, 'the schema editor shows only in JSON mode');
+    await page.check('#json-mode');
+    await page.dispatchEvent('#json-mode', 'change');
+    const schema = { type: 'object', properties: { colour: { type: 'string' } }, required: ['colour'], additionalProperties: false };
+    await page.fill('#json-schema', JSON.stringify(schema));
+    await page.fill('#prompt', 'Which colour?');
+    const body = await currentRequest(page);
+    assert.deepEqual(body['response_format'], { type: 'json_schema', json_schema: { name: 'playground', strict: true, schema } });
+    await page.fill('#json-schema', '');
+    assert.deepEqual((await currentRequest(page))['response_format'], { type: 'json_object' }, 'an empty editor asks for any JSON object');
+    await page.fill('#json-schema', '{"type": "object",');
+    assert.equal(await page.isVisible('#json-schema-error'), true, 'the editor says the schema is not JSON');
+    await page.click('#send');
+    await page.waitForSelector('#error:not([hidden])');
+    assert.match((await page.textContent('#error')) ?? '', /not valid JSON/);
+    assert.equal(await page.locator('.message').count(), 0, 'nothing was sent');
+    await close(opened);
+  });
+
   test('JSON mode returns JSON matching the schema', { todo: 'needs issue 8 (response_format)' }, async () => {
     const opened = await openPlayground();
     const { page } = opened;
@@ -362,6 +385,7 @@ describe('playground', () => {
     await page.locator('.thumb select.detail').selectOption('high');
     await page.fill('#prompt', 'What colour dominates?');
     await page.click('#show-code');
+    await page.screenshot({ path: join(outputDir, 'code-1280.png') });
     await page.click('#copy-code');
     const curl = await page.evaluate(() => (globalThis as any).navigator.clipboard.readText()) as string;
     assert.equal(curl, await page.textContent('#code'), 'Copy puts the shown code on the clipboard');
