@@ -24,8 +24,12 @@ const execFileAsync = promisify(execFile);
 /** The repository root. */
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-// Every chat request body a test sends is kept for the OpenAPI conformance check (test/conformance).
-recordRequestBodies(REPO_ROOT);
+/** Origins of the Iris processes this test process started. */
+const irisOrigins = new Set<string>();
+
+// Every chat request body a test sends to Iris (not to a bare llama-server) is kept for the OpenAPI
+// conformance check (test/conformance).
+recordRequestBodies(REPO_ROOT, (url) => irisOrigins.has(url.origin));
 
 let binary: Promise<string> | undefined;
 
@@ -132,6 +136,7 @@ export async function startIris(options: StartIrisOptions): Promise<IrisProcess>
   createInterface({ input: child.stderr! }).on('line', collect);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const baseUrl = `http://127.0.0.1:${port}`;
+  irisOrigins.add(baseUrl);
   const deadline = Date.now() + 120_000;
   const path = options.waitReady === false ? '/health' : '/ready';
   for (;;) {
@@ -173,8 +178,12 @@ export async function startIris(options: StartIrisOptions): Promise<IrisProcess>
   };
 }
 
-/** The pid and port of an Iris's (latest) llama-server child, from its "llama-server ready" log records. */
-export function llamaServerOf(iris: IrisProcess): { pid: number; port: number } {
+/**
+ * The pid and port of an Iris's (latest) llama-server child, from its "llama-server ready" log records. The
+ * log line may reach the test a moment after /ready answers (it goes through a pipe), so this waits for it.
+ */
+export async function llamaServerOf(iris: IrisProcess): Promise<{ pid: number; port: number }> {
+  await waitFor(() => iris.logRecords('llama-server ready').length > 0);
   const record = iris.logRecords('llama-server ready').at(-1);
   if (!record) throw new Error('iris has not logged that llama-server is ready');
   return { pid: Number(record['pid']), port: Number(record['port']) };
@@ -182,7 +191,10 @@ export function llamaServerOf(iris: IrisProcess): { pid: number; port: number } 
 
 /** llama-server's own view of its slots (GET /slots on its loopback port). */
 export async function llamaServerSlots(port: number): Promise<{ is_processing: boolean }[]> {
-  return (await fetch(`http://127.0.0.1:${port}/slots`).then((response) => response.json())) as { is_processing: boolean }[];
+  const url = `http://127.0.0.1:${port}/slots`;
+  // llama-server closes a keep-alive connection after 5 s idle; a request that raced that close is retried once.
+  const response = await fetch(url).catch(() => fetch(url));
+  return (await response.json()) as { is_processing: boolean }[];
 }
 
 /** Whether a process with this pid exists. */

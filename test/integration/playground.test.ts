@@ -291,7 +291,7 @@ describe('playground', () => {
     await page.fill('#prompt', 'Write a very long story.');
     await page.click('#send');
     await page.waitForFunction(() => (document.querySelector('.message.assistant.streaming .text')?.textContent ?? '').length > 20, undefined, { timeout: 60_000 });
-    const { port } = llamaServerOf(iris);
+    const { port } = await llamaServerOf(iris);
     assert.ok((await llamaServerSlots(port)).some((slot) => slot.is_processing), 'generating');
     await page.click('#stop');
     const answer = await lastAnswer(page);
