@@ -179,13 +179,18 @@ export async function startIris(options: StartIrisOptions): Promise<IrisProcess>
 }
 
 /**
- * The pid and port of an Iris's (latest) llama-server child, from its "llama-server ready" log records. The
- * log line may reach the test a moment after /ready answers (it goes through a pipe), so this waits for it.
+ * The pid and port of an Iris's llama-server child, from its "llama-server ready" log records: the latest,
+ * or with `previousPid`, the first one logged after that child's. Log lines reach the pipe asynchronously,
+ * possibly after the HTTP answer that follows them, so this waits for the record.
  */
-export async function llamaServerOf(iris: IrisProcess): Promise<{ pid: number; port: number }> {
-  await waitFor(() => iris.logRecords('llama-server ready').length > 0);
-  const record = iris.logRecords('llama-server ready').at(-1);
-  if (!record) throw new Error('iris has not logged that llama-server is ready');
+export async function llamaServerOf(iris: IrisProcess, previousPid?: number): Promise<{ pid: number; port: number }> {
+  const latest = () => {
+    const records = iris.logRecords('llama-server ready');
+    const previous = previousPid === undefined ? -1 : records.findLastIndex((record) => Number(record['pid']) === previousPid);
+    return records.slice(previous + 1).at(-1);
+  };
+  if (!(await waitFor(() => latest() !== undefined, 10_000))) throw new Error('iris has not logged that llama-server is ready');
+  const record = latest()!;
   return { pid: Number(record['pid']), port: Number(record['port']) };
 }
 
