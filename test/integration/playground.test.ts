@@ -352,7 +352,7 @@ describe('playground', () => {
     await close(opened);
   });
 
-  test('JSON mode returns JSON matching the schema', { todo: 'needs issue 8 (response_format)' }, async () => {
+  test('JSON mode returns JSON matching the schema', async () => {
     const opened = await openPlayground();
     const { page } = opened;
     await unfoldSettings(page);
