@@ -54,7 +54,7 @@ function importRules() {
 }
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/'] },
+  { ignores: ['dist/', 'node_modules/', 'test-output/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -70,6 +70,17 @@ export default tseslint.config(
     ignores: ['src/images/fetch-remote-image.ts', 'src/**/*.test.ts'],
     rules: {
       'no-restricted-globals': ['error', { name: 'fetch', message: 'Remote media goes through src/images/fetch-remote-image.ts.' }],
+    },
+  },
+  {
+    // The playground's plain browser modules (src/web), served as they are.
+    files: ['src/web/**/*.js'],
+    languageOptions: {
+      globals: Object.fromEntries(
+        ['window', 'document', 'navigator', 'localStorage', 'fetch', 'performance', 'FileReader', 'AbortController',
+          'TextDecoderStream', 'URL', 'Option', 'HTMLElement', 'HTMLDialogElement', 'setTimeout', 'clearTimeout', 'process']
+          .map((name) => [name, 'readonly']),
+      ),
     },
   },
   {

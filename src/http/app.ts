@@ -14,6 +14,7 @@ import { registerChatCompletions } from './routes/chat-completions.js';
 import { registerHealth } from './routes/health.js';
 import { registerModels } from './routes/models.js';
 import { registerTokenize } from './routes/tokenize.js';
+import { isPublicWebPath, registerWeb } from './routes/web.js';
 
 /** What the app is built from. */
 export interface AppDeps {
@@ -50,7 +51,8 @@ export function createApp(deps: AppDeps): FastifyInstance {
   const checkAuth = createAuthCheck(deps.config.apiKeys);
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
-    if (!PUBLIC_PATHS.has(request.url.split('?')[0] ?? '')) checkAuth(request);
+    const path = request.url.split('?')[0] ?? '';
+    if (!PUBLIC_PATHS.has(path) && !isPublicWebPath(path)) checkAuth(request);
   });
 
   installErrorHandler(app);
@@ -62,5 +64,6 @@ export function createApp(deps: AppDeps): FastifyInstance {
     maxChoicesPerRequest: deps.config.limits.maxChoicesPerRequest,
   });
   registerTokenize(app, deps);
+  registerWeb(app, deps);
   return app;
 }

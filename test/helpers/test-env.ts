@@ -17,11 +17,19 @@ import { ensureLlamaServer } from '../../src/engines/llama-runner/build-llama-se
 import { freeLoopbackPort } from '../../src/engines/llama-runner/llama-server-process.js';
 import { createLogger } from '../../src/logger.js';
 import { synthesizeModel, type SynthResult, type SynthSize } from '../../src/synth/recipes.js';
+import { recordRequestBodies } from './record-request-bodies.js';
 
 const execFileAsync = promisify(execFile);
 
 /** The repository root. */
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Origins of the Iris processes this test process started. */
+const irisOrigins = new Set<string>();
+
+// Every chat request body a test sends to Iris (not to a bare llama-server) is kept for the OpenAPI
+// conformance check (test/conformance).
+recordRequestBodies(REPO_ROOT, (url) => irisOrigins.has(url.origin));
 
 let binary: Promise<string> | undefined;
 
@@ -128,6 +136,7 @@ export async function startIris(options: StartIrisOptions): Promise<IrisProcess>
   createInterface({ input: child.stderr! }).on('line', collect);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const baseUrl = `http://127.0.0.1:${port}`;
+  irisOrigins.add(baseUrl);
   const deadline = Date.now() + 120_000;
   const path = options.waitReady === false ? '/health' : '/ready';
   for (;;) {
@@ -167,6 +176,30 @@ export async function startIris(options: StartIrisOptions): Promise<IrisProcess>
       await rm(cacheDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The pid and port of an Iris's llama-server child, from its "llama-server ready" log records: the latest,
+ * or with `previousPid`, the first one logged after that child's. Log lines reach the pipe asynchronously,
+ * possibly after the HTTP answer that follows them, so this waits for the record.
+ */
+export async function llamaServerOf(iris: IrisProcess, previousPid?: number): Promise<{ pid: number; port: number }> {
+  const latest = () => {
+    const records = iris.logRecords('llama-server ready');
+    const previous = previousPid === undefined ? -1 : records.findLastIndex((record) => Number(record['pid']) === previousPid);
+    return records.slice(previous + 1).at(-1);
+  };
+  if (!(await waitFor(() => latest() !== undefined, 10_000))) throw new Error('iris has not logged that llama-server is ready');
+  const record = latest()!;
+  return { pid: Number(record['pid']), port: Number(record['port']) };
+}
+
+/** llama-server's own view of its slots (GET /slots on its loopback port). */
+export async function llamaServerSlots(port: number): Promise<{ is_processing: boolean }[]> {
+  const url = `http://127.0.0.1:${port}/slots`;
+  // llama-server closes a keep-alive connection after 5 s idle; a request that raced that close is retried once.
+  const response = await fetch(url).catch(() => fetch(url));
+  return (await response.json()) as { is_processing: boolean }[];
 }
 
 /** Whether a process with this pid exists. */

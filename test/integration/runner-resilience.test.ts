@@ -7,31 +7,9 @@ import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { assertMatchesSchema } from '../helpers/openapi.js';
 import { dataUri, makeImage } from '../helpers/images.js';
-import { processExists, startIris, syntheticModel, waitFor, type IrisProcess } from '../helpers/test-env.js';
+import { llamaServerOf, llamaServerSlots, processExists, startIris, syntheticModel, waitFor, type IrisProcess } from '../helpers/test-env.js';
 
 const MODEL = 'tiny';
-
-/**
- * The pid and port of the llama-server child, from Iris's own "llama-server ready" log records: the latest,
- * or with `previousPid`, the first one logged after that child's. Log lines reach the pipe asynchronously,
- * possibly after the HTTP answer that follows them, so this waits for the record.
- */
-async function runner(iris: IrisProcess, previousPid?: number): Promise<{ pid: number; port: number }> {
-  const latest = () => {
-    const records = iris.logRecords('llama-server ready');
-    const previous = previousPid === undefined ? -1 : records.findLastIndex((record) => Number(record['pid']) === previousPid);
-    return records.slice(previous + 1).at(-1);
-  };
-  assert.ok(await waitFor(() => latest() !== undefined, 10_000), 'iris logged that llama-server is ready');
-  const record = latest()!;
-  return { pid: Number(record['pid']), port: Number(record['port']) };
-}
-
-async function slots(port: number): Promise<{ is_processing: boolean }[]> {
-  const read = () => fetch(`http://127.0.0.1:${port}/slots`).then((response) => response.json()) as Promise<{ is_processing: boolean }[]>;
-  // A pooled keep-alive connection that llama-server closed while idle fails once; a fresh one does not.
-  return read().catch(read);
-}
 
 /** A request that generates for a long time (a high token budget on a big context). */
 function longRequest(image: string, stream: boolean) {
@@ -65,7 +43,7 @@ describe('runner resilience', () => {
   });
 
   test('a client that disconnects mid-stream stops the generation, and the next request is served', async () => {
-    const { port } = await runner(iris);
+    const { port } = await llamaServerOf(iris);
     const controller = new AbortController();
     const response = await fetch(`${iris.baseUrl}/v1/chat/completions`, {
       method: 'POST',
@@ -79,14 +57,14 @@ describe('runner resilience', () => {
     await reader.read();
     controller.abort();
     // With one slot, the runner must drop the work rather than generate all 7000 tokens for nobody.
-    const idle = await waitFor(async () => (await slots(port)).every((slot) => !slot.is_processing), 5000);
+    const idle = await waitFor(async () => (await llamaServerSlots(port)).every((slot) => !slot.is_processing), 5000);
     assert.ok(idle, 'llama-server stopped generating after the client left');
     const next = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
     assertMatchesSchema('CreateChatCompletionResponse', next);
   });
 
   test('a non-streaming client that disconnects also frees the slot', async () => {
-    const { port } = await runner(iris);
+    const { port } = await llamaServerOf(iris);
     const controller = new AbortController();
     const pending = fetch(`${iris.baseUrl}/v1/chat/completions`, {
       method: 'POST',
@@ -94,20 +72,20 @@ describe('runner resilience', () => {
       body: JSON.stringify(longRequest(image, false)),
       signal: controller.signal,
     }).catch(() => undefined);
-    assert.ok(await waitFor(async () => (await slots(port)).some((slot) => slot.is_processing), 10_000), 'generation started');
+    assert.ok(await waitFor(async () => (await llamaServerSlots(port)).some((slot) => slot.is_processing), 10_000), 'generation started');
     controller.abort();
     await pending;
-    assert.ok(await waitFor(async () => (await slots(port)).every((slot) => !slot.is_processing), 5000), 'slot freed');
+    assert.ok(await waitFor(async () => (await llamaServerSlots(port)).every((slot) => !slot.is_processing), 5000), 'slot freed');
   });
 
   test('llama-server killed mid-request: the request fails cleanly, the runner restarts, the next request succeeds', async () => {
-    const before = await runner(iris);
+    const before = await llamaServerOf(iris);
     const pending = fetch(`${iris.baseUrl}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(longRequest(image, false)),
     });
-    assert.ok(await waitFor(async () => (await slots(before.port)).some((slot) => slot.is_processing), 10_000));
+    assert.ok(await waitFor(async () => (await llamaServerSlots(before.port)).some((slot) => slot.is_processing), 10_000));
     process.kill(before.pid, 'SIGKILL');
     const failed = await pending;
     assert.ok(failed.status >= 500 && failed.status < 600, `status ${failed.status}`);
@@ -118,13 +96,13 @@ describe('runner resilience', () => {
     // A stream cut by a dying runner ends with an error event, not a hang.
     const next = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'again' }], max_tokens: 4 });
     assertMatchesSchema('CreateChatCompletionResponse', next);
-    const after = await runner(iris, before.pid);
+    const after = await llamaServerOf(iris, before.pid);
     assert.notEqual(after.pid, before.pid, 'a new llama-server was started');
     assert.equal(processExists(before.pid), false);
   });
 
   test('a stream whose runner dies ends with an error event', async () => {
-    const current = await runner(iris);
+    const current = await llamaServerOf(iris);
     const response = await fetch(`${iris.baseUrl}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -144,7 +122,7 @@ describe('runner resilience', () => {
     const last = JSON.parse(events.at(-1)!);
     assertMatchesSchema('ErrorResponse', last);
     assert.equal(last.error.code, 'engine_crashed');
-    await runner(iris, current.pid);
+    await llamaServerOf(iris, current.pid);
     const next = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
     assertMatchesSchema('CreateChatCompletionResponse', next);
   });
@@ -155,7 +133,7 @@ describe('no orphans', () => {
     const model = await syntheticModel('tiny');
     const iris = await startIris({ args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL] });
     try {
-      const { pid } = await runner(iris);
+      const { pid } = await llamaServerOf(iris);
       assert.ok(processExists(pid));
       iris.child.kill('SIGKILL');
       assert.ok(await waitFor(() => !processExists(pid), 5000), `llama-server ${pid} outlived a SIGKILLed Iris`);
@@ -167,7 +145,7 @@ describe('no orphans', () => {
   test('SIGTERM of Iris stops its llama-server and exits 0', async () => {
     const model = await syntheticModel('tiny');
     const iris = await startIris({ args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL] });
-    const { pid } = await runner(iris);
+    const { pid } = await llamaServerOf(iris);
     const exited = new Promise<number | null>((resolve) => iris.child.once('exit', (code) => resolve(code)));
     iris.child.kill('SIGTERM');
     assert.equal(await exited, 0);

@@ -16,7 +16,7 @@ import { IrisError } from '../../src/errors.js';
 import { createLogger, silentLogger } from '../../src/logger.js';
 import { makeImage } from '../helpers/images.js';
 import { assertMatchesSchema } from '../helpers/openapi.js';
-import { llamaServerBinary, startIris, syntheticModel, waitFor, type IrisProcess } from '../helpers/test-env.js';
+import { llamaServerBinary, llamaServerSlots, startIris, syntheticModel, waitFor, type IrisProcess } from '../helpers/test-env.js';
 
 const KEY = 'upstream-key-123';
 const WRONG_KEY = 'wrong-key-9f8e7d6c5b4a';
@@ -60,10 +60,6 @@ async function startLlamaServer(options: { port?: number; slots?: number } = {})
     throw new Error('llama-server did not become healthy');
   }
   return { url: `http://127.0.0.1:${port}/v1`, port, child, stop };
-}
-
-async function slots(port: number): Promise<{ is_processing: boolean }[]> {
-  return (await fetch(`http://127.0.0.1:${port}/slots`).then((response) => response.json())) as { is_processing: boolean }[];
 }
 
 const logger = process.env['IRIS_TEST_VERBOSE'] ? createLogger('debug') : silentLogger();
@@ -345,10 +341,10 @@ describe('cancellation', () => {
     const iterator = remote.stream(longRequest(controller.signal))[Symbol.asyncIterator]();
     assert.equal((await iterator.next()).value?.type, 'text-delta');
     assert.equal((await iterator.next()).value?.type, 'text-delta');
-    assert.ok((await slots(llama.port)).some((slot) => slot.is_processing), 'generating');
+    assert.ok((await llamaServerSlots(llama.port)).some((slot) => slot.is_processing), 'generating');
     controller.abort();
     await iterator.return?.();
-    assert.ok(await waitFor(async () => (await slots(llama.port)).every((slot) => !slot.is_processing), 5000), 'llama-server stopped generating');
+    assert.ok(await waitFor(async () => (await llamaServerSlots(llama.port)).every((slot) => !slot.is_processing), 5000), 'llama-server stopped generating');
   });
 
   test('an aborted non-streaming request through an upstream Iris frees its runner, and rejects with request_cancelled', async () => {
@@ -358,11 +354,11 @@ describe('cancellation', () => {
     const remote = engine({ endpoints: [{ url: `${iris.baseUrl}/v1`, apiKey: KEY }], model: IRIS_MODEL });
     const controller = new AbortController();
     const pending = remote.complete(longRequest(controller.signal));
-    assert.ok(await waitFor(async () => (await slots(runnerPort)).some((slot) => slot.is_processing), 10_000), 'generation started');
+    assert.ok(await waitFor(async () => (await llamaServerSlots(runnerPort)).some((slot) => slot.is_processing), 10_000), 'generation started');
     controller.abort();
     const error = await rejection(pending);
     assert.equal(error.code, 'request_cancelled');
-    assert.ok(await waitFor(async () => (await slots(runnerPort)).every((slot) => !slot.is_processing), 5000), 'slot freed upstream');
+    assert.ok(await waitFor(async () => (await llamaServerSlots(runnerPort)).every((slot) => !slot.is_processing), 5000), 'slot freed upstream');
   });
 
   test('dispose() ends requests in flight with shutting_down and refuses new ones', async () => {
@@ -376,7 +372,7 @@ describe('cancellation', () => {
     const refused = await rejection(remote.complete(request([text('hi')])));
     assert.equal(refused.code, 'shutting_down');
     assert.equal(remote.isReady(), false);
-    assert.ok(await waitFor(async () => (await slots(llama.port)).every((slot) => !slot.is_processing), 5000));
+    assert.ok(await waitFor(async () => (await llamaServerSlots(llama.port)).every((slot) => !slot.is_processing), 5000));
   });
 });
 
