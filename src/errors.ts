@@ -135,6 +135,15 @@ export function modelNotFound(model: string, message = `The model '${model}' doe
   return new IrisError(message, { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model' });
 }
 
+/**
+ * A 404 `model_not_found` for a model id this server does not serve: the message names the ids it serves
+ * and `hint` (what else a request may name, e.g. catalog ids pulled on demand), so a client sees what to send.
+ */
+export function modelNotServed(model: string, served: readonly string[], hint = ''): IrisError {
+  const serving = served.length > 0 ? ` This server serves: ${served.join(', ')}.` : '';
+  return modelNotFound(model, `The model '${model}' does not exist or you do not have access to it.${serving}${hint ? ` ${hint}` : ''}`);
+}
+
 /** A 409 `model_unavailable`: the model's files are busy (a download is writing them). */
 export function modelBusy(message: string): IrisError {
   return new IrisError(message, { status: 409, type: 'invalid_request_error', code: 'model_unavailable', param: 'model' });

@@ -65,6 +65,16 @@ main(process.argv.slice(2)).catch((error: unknown) => {
     process.stderr.write(`iris: ${error.message}\n`);
     process.exit(1);
   }
-  process.stderr.write(`iris: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  // A stack trace helps a developer, not an operator: only at debug level.
+  const debug = /^(debug|trace)$/.test(logLevelFrom(process.argv, process.env) ?? '');
+  const detail = error instanceof Error ? (debug ? (error.stack ?? error.message) : error.message) : String(error);
+  process.stderr.write(`iris: ${detail}${debug ? '' : ' (--log-level debug shows where)'}\n`);
   process.exit(1);
 });
+
+/** The log level asked for with --log-level or IRIS_LOG_LEVEL, read without the config (which may have failed). */
+function logLevelFrom(argv: readonly string[], env: NodeJS.ProcessEnv): string | undefined {
+  const flag = argv.findIndex((arg) => arg === '--log-level' || arg.startsWith('--log-level='));
+  if (flag >= 0) return argv[flag]!.includes('=') ? argv[flag]!.split('=')[1] : argv[flag + 1];
+  return env['IRIS_LOG_LEVEL'];
+}

@@ -19,6 +19,7 @@ import { ModelRegistry } from '../models/model-registry.js';
 import { ModelSources } from '../models/model-sources.js';
 import { CliUsageError, ConfigError } from '../errors.js';
 import { IRIS_VERSION } from './cli-support.js';
+import { checkBeforeStart, listenError } from './startup-checks.js';
 
 /** Help text of `iris serve`, from the settings table. */
 export const SERVE_USAGE = serveHelpText();
@@ -39,6 +40,8 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
         'listen on 127.0.0.1, or pass --allow-unauthenticated to serve openly.',
     );
   }
+  const configFile = typeof values['config'] === 'string' ? values['config'] : env['IRIS_CONFIG'] || undefined;
+  await checkBeforeStart(config, { firstFromFlags: values['model'] !== undefined, configFile }, logger);
   await runServer(config, { logger, env });
 }
 
@@ -63,6 +66,7 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
     queue: { maxQueued: config.limits.maxQueuedPerModel, queueTimeoutMs: config.limits.queueTimeoutMs },
     prepare: sources.prepare,
     discover: sources.discover,
+    unknownModelHint: sources.unknownModelHint(),
   });
   const preload = config.models.length > 0 ? config.preload : models.map((model) => model.id);
   const fetcher = new RemoteImageFetcher({
@@ -98,7 +102,9 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
 
-  const address = await app.listen({ host: config.host, port: config.port });
+  const address = await app.listen({ host: config.host, port: config.port }).catch((error: unknown) => {
+    throw listenError(error, config.host, config.port);
+  });
   logger.info({ address, models: models.map((model) => model.id) }, `Iris ${IRIS_VERSION} listening on ${address}`);
   void registry.preload(preload);
 }

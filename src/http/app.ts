@@ -38,7 +38,6 @@ export function createApp(deps: AppDeps): FastifyInstance {
     bodyLimit: deps.config.limits.maxBodyBytes,
     genReqId: () => `req_${randomUUID().replace(/-/g, '')}`,
     requestIdHeader: false,
-    disableRequestLogging: false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });

@@ -11,7 +11,7 @@
  */
 import prettyBytes from 'pretty-bytes';
 import type { Engine, EngineCapabilities } from '../engines/engine.js';
-import { engineUnavailable, modelNotFound } from '../errors.js';
+import { IrisError, engineUnavailable, modelNotServed } from '../errors.js';
 import type { ImagePolicy } from '../images/image-policy.js';
 import type { Logger } from '../logger.js';
 import { ModelScheduler } from '../scheduler/model-scheduler.js';
@@ -97,6 +97,8 @@ export interface ModelRegistryDeps {
    * returns is registered under its canonical id, with `id` as an alias. Undefined for unknown ids.
    */
   discover?(id: string): Promise<ModelDefinition | undefined>;
+  /** Added to a 404's message after the served ids: what else a request may name (catalog ids pulled on demand). */
+  unknownModelHint?: string;
   /** Memory all loaded models may use together, in bytes. */
   memoryBudgetBytes: number;
   /** Queue limits of every model's scheduler. */
@@ -172,12 +174,15 @@ export class ModelRegistry {
     const known = this.#entries.get(this.#aliases.get(id) ?? id);
     if (known) return known;
     const discover = this.#deps.discover;
-    if (!discover || this.#disposed) throw modelNotFound(id);
+    if (!discover || this.#disposed) throw this.#notFound(id);
     let pending = this.#discovering.get(id);
     if (!pending) {
       pending = (async () => {
-        const definition = await discover(id);
-        if (!definition) throw modelNotFound(id);
+        const definition = await discover(id).catch((error: unknown) => {
+          // Discovery's own 404 knows the catalog, not what this server serves: say both in one message.
+          throw error instanceof IrisError && error.code === 'model_not_found' ? this.#notFound(id) : error;
+        });
+        if (!definition) throw this.#notFound(id);
         if (!this.#entries.has(definition.id)) this.add(definition);
         if (definition.id !== id) this.#aliases.set(id, definition.id);
         return this.#entry(definition.id);
@@ -276,8 +281,12 @@ export class ModelRegistry {
 
   #entry(id: string): Entry {
     const entry = this.#entries.get(this.#aliases.get(id) ?? id);
-    if (!entry) throw modelNotFound(id);
+    if (!entry) throw this.#notFound(id);
     return entry;
+  }
+
+  #notFound(id: string): IrisError {
+    return modelNotServed(id, [...this.#entries.keys()], this.#deps.unknownModelHint);
   }
 
   async #ensureLoaded(entry: Entry, signal: AbortSignal | undefined): Promise<Engine> {

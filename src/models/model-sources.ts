@@ -13,7 +13,7 @@ import { OpenAIUpstreamEngine } from '../engines/openai-upstream/openai-upstream
 import { engineUnavailable } from '../errors.js';
 import { GENERIC_IMAGE_POLICY, describeImagePolicy, imagePolicyFromMmproj, type ImagePolicy } from '../images/image-policy.js';
 import type { Logger } from '../logger.js';
-import { resolveCatalogId } from './catalog.js';
+import { CATALOG, resolveCatalogId } from './catalog.js';
 import { logProgress, pullModel } from './hub/index.js';
 import { estimateModelMemory } from './memory-estimate.js';
 import type { ModelDefinition, PreparedModel } from './model-registry.js';
@@ -114,6 +114,16 @@ export class ModelSources {
       createEngine: (): Engine => new LlamaServerEngine(settings, { logger, env: this.#deps.env }),
     };
   };
+
+  /** What a request may name besides the served models, as `pull_on_demand` allows (for 404 messages). */
+  unknownModelHint(): string {
+    const mode = this.#deps.config.pullOnDemand;
+    if (mode === 'never') return '';
+    const catalog = `catalog models (${CATALOG.map((entry) => entry.aliases[0] ?? entry.id).join(', ')}; see 'iris models --catalog')`;
+    return mode === 'any'
+      ? `It also pulls ${catalog} and Hugging Face repos with GGUF files (owner/repo[:QUANT]) on first request.`
+      : `It also pulls ${catalog} on first request.`;
+  }
 
   /** The registry's `discover`: a catalog id or hub repo a request names, when pull_on_demand allows it. */
   discover = async (id: string): Promise<ModelDefinition | undefined> => {

@@ -3,38 +3,14 @@
  * unauthenticated server, explains how to start offline when the hub is unreachable, and names bad flags.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freeLoopbackPort } from '../../src/engines/llama-runner/llama-server-process.js';
-import { REPO_ROOT } from '../helpers/test-env.js';
+import { runIris } from '../helpers/run-iris.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function iris(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src/main.ts'), ...args], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, IRIS_API_KEYS: '', IRIS_HOST: '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const iris = runIris;
 
 describe('iris CLI', () => {
   let dir: string;

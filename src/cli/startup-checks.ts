@@ -1,0 +1,86 @@
+/**
+ * What `iris serve` checks before it starts anything (no build, no pull, no child, no socket kept): every
+ * local model file given on the command line or in the config file, and that the port can be listened on.
+ * An operator's mistake becomes one {@link ConfigError} line naming the path or port and the flag or key
+ * it came from, so `serve` exits with code 2 at once instead of running without a model. A model without
+ * a projector is allowed, with one warning that it answers text only.
+ */
+import { createServer } from 'node:net';
+import type { IrisConfig } from '../config/config.js';
+import { ConfigError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { checkModelFiles, type ModelFileOrigin } from '../models/check-model-files.js';
+
+/** Where the configured models came from. */
+export interface ModelOrigins {
+  /** `config.models[0]` came from `--model` / `--mmproj`. */
+  firstFromFlags: boolean;
+  /** The config file the other models came from. */
+  configFile: string | undefined;
+}
+
+/** Runs every startup check; throws a {@link ConfigError} for the first mistake. */
+export async function checkBeforeStart(config: IrisConfig, origins: ModelOrigins, logger: Logger): Promise<void> {
+  await Promise.all(
+    config.models.map(async (model, index) => {
+      if (model.model === undefined) return;
+      const origin = modelOrigin(index, origins);
+      const checked = await checkModelFiles({ model: model.model, mmproj: model.mmproj }, origin);
+      if (checked.textOnly) {
+        logger.warn(
+          { model: model.id },
+          `model '${model.id}' (${origin.model}) has no projector (${origin.mmproj}): it is text-only and requests with images ` +
+            `get a 400. Add ${origin.mmproj} with the mmproj GGUF published with the model, or serve a catalog model ` +
+            "('iris models --catalog'), which 'iris pull' fetches with its projector.",
+        );
+      }
+    }),
+  );
+  await checkPortFree(config.host, config.port);
+}
+
+/** The flag or config key a model's paths were given with. */
+function modelOrigin(index: number, origins: ModelOrigins): ModelFileOrigin {
+  if (index === 0 && origins.firstFromFlags) return { model: '--model', mmproj: '--mmproj' };
+  const position = origins.firstFromFlags ? index - 1 : index;
+  const file = origins.configFile === undefined ? '' : ` in ${origins.configFile}`;
+  return { model: `models[${position}].model${file}`, mmproj: `models[${position}].mmproj${file}` };
+}
+
+/** Binds host:port once and lets it go, so a busy port is reported before anything is started. */
+async function checkPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const server = createServer();
+    server.once('error', (error) => reject(listenError(error, host, port)));
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve()));
+  });
+}
+
+/**
+ * One line for an error of listening on host:port; errors that are not the operator's are returned as
+ * they are.
+ */
+export function listenError(error: unknown, host: string, port: number): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  const where = `${host}:${port}`;
+  switch (code) {
+    case 'EADDRINUSE':
+      return new ConfigError(
+        `Port ${port} on ${host} is already in use (--port / IRIS_PORT): stop what listens there or choose another port.`,
+        { cause: error },
+      );
+    case 'EACCES':
+      return new ConfigError(`Not allowed to listen on ${where} (--port / IRIS_PORT): ports below 1024 need privileges.`, {
+        cause: error,
+      });
+    case 'EADDRNOTAVAIL':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new ConfigError(`Cannot listen on ${host} (--host / IRIS_HOST): no interface of this machine has that address.`, {
+        cause: error,
+      });
+    default:
+      return error;
+  }
+}
