@@ -4,16 +4,29 @@
  * lets an install script, a container build or the test command pay for the build up front.
  */
 import { parseArgs } from 'node:util';
+import type { IrisConfig } from '../config/config.js';
 import { loadConfig } from '../config/load-config.js';
+import { ConfigError } from '../errors.js';
 import { ensureLlamaServer } from '../engines/llama-runner/build-llama-server.js';
-import { createLogger } from '../logger.js';
+import { BackendUnavailableError, resolveBackend } from '../engines/llama-runner/gpu-backend.js';
+import { createLogger, type Logger } from '../logger.js';
+import type { LlamaServerBinary } from '../models/model-sources.js';
 
 /** Help text of `iris build`. */
-export const BUILD_USAGE = `Usage: iris build [--cache-dir DIR]
+export const BUILD_USAGE = `Usage: iris build [--backend auto|cpu|cuda|vulkan] [--cache-dir DIR]
 
 Build llama-server (with its multimodal library) from the llama.cpp source pinned by Iris's node-llama-cpp
-dependency, once per llama.cpp version and build flags, into <cache-dir>/llama-server/, and print its path.
-With IRIS_LLAMA_SERVER / --llama-server set, print that path instead. Needs cmake, g++, make, git, libssl-dev.
+dependency, once per llama.cpp version, backend and build flags, into <cache-dir>/llama-server/, and print
+its path. With IRIS_LLAMA_SERVER / --llama-server set, print that path instead. Needs cmake, g++, make, git,
+libssl-dev; CUDA needs the CUDA toolkit (nvcc, cuBLAS), Vulkan the Vulkan SDK (glslc, headers).
+
+Options:
+  --backend B         auto (default; env IRIS_LLAMA_BACKEND): CUDA or Vulkan when its toolkit works and a GPU
+                      is visible, else CPU; cpu, cuda or vulkan to choose (a GPU build without a visible GPU
+                      compiles for common GPU architectures)
+  --cache-dir DIR     cache directory (env IRIS_CACHE_DIR, default ~/.cache/iris)
+  --llama-server PATH print this binary's path instead of building (env IRIS_LLAMA_SERVER)
+  --log-level LEVEL   fatal|error|warn|info|debug|trace|silent (env IRIS_LOG_LEVEL, default info)
 `;
 
 /** Runs `iris build`. */
@@ -21,6 +34,7 @@ export async function buildCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   const { values } = parseArgs({
     args: argv,
     options: {
+      backend: { type: 'string' },
       'cache-dir': { type: 'string' },
       'llama-server': { type: 'string' },
       'log-level': { type: 'string' },
@@ -32,9 +46,27 @@ export async function buildCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     process.stdout.write(BUILD_USAGE);
     return;
   }
-  const config = loadConfig({ cacheDir: values['cache-dir'], llamaServer: values['llama-server'], logLevel: values['log-level'] }, env);
+  const config = loadConfig(
+    { cacheDir: values['cache-dir'], llamaServer: values['llama-server'], logLevel: values['log-level'], backend: values.backend },
+    env,
+  );
   const logger = createLogger(config.logLevel);
-  const binary = config.llama.serverPath ?? (await ensureLlamaServer({ cacheDir: config.cacheDir, logger }));
+  const binary = await locateLlamaServer(config, { logger, env });
   logger.flush();
-  process.stdout.write(`${binary}\n`);
+  process.stdout.write(`${binary.path}\n`);
+}
+
+/**
+ * The llama-server to run: the operator's own (`--llama-server`), or Iris's build for the configured backend
+ * (built now if the cache has none).
+ * @throws {ConfigError} when an explicitly chosen GPU backend's toolkit is missing.
+ */
+export async function locateLlamaServer(config: IrisConfig, deps: { logger: Logger; env: NodeJS.ProcessEnv }): Promise<LlamaServerBinary> {
+  if (config.llama.serverPath !== undefined) return { path: config.llama.serverPath, backend: 'unknown' };
+  const backend = await resolveBackend(config.llama.backend, { env: deps.env }).catch((error: unknown) => {
+    throw error instanceof BackendUnavailableError ? new ConfigError(`${error.message} (--backend / IRIS_LLAMA_BACKEND).`) : error;
+  });
+  deps.logger.debug({ backend: backend.backend, detail: backend.detail }, 'llama-server backend');
+  const path = await ensureLlamaServer({ cacheDir: config.cacheDir, logger: deps.logger, backend });
+  return { path, backend: backend.backend };
 }

@@ -7,7 +7,6 @@ import { serveFlagOptions, serveHelpText } from '../config/command-line.js';
 import { loadConfig } from '../config/load-config.js';
 import { flagKey } from '../config/settings.js';
 import type { IrisConfig, ModelConfig } from '../config/config.js';
-import { ensureLlamaServer } from '../engines/llama-runner/build-llama-server.js';
 import { isLoopbackHost } from '../http/auth.js';
 import { createApp } from '../http/app.js';
 import { RemoteImageFetcher } from '../images/fetch-remote-image.js';
@@ -16,7 +15,8 @@ import { MediaHostRuleError, MediaHostRules } from '../images/media-host-rules.j
 import { createLogger, type Logger } from '../logger.js';
 import { resolveDefaultModel } from '../models/default-model.js';
 import { ModelRegistry } from '../models/model-registry.js';
-import { ModelSources } from '../models/model-sources.js';
+import { ModelSources, type LlamaServerBinary } from '../models/model-sources.js';
+import { locateLlamaServer } from './build.js';
 import { CliUsageError, ConfigError } from '../errors.js';
 import { IRIS_VERSION } from './cli-support.js';
 import { checkBeforeStart, listenError } from './startup-checks.js';
@@ -51,11 +51,8 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
   const rules = mediaHostRules(config);
   const models: readonly ModelConfig[] =
     config.models.length > 0 ? config.models : [await resolveDefaultModel(config, logger)];
-  let binary: Promise<string> | undefined;
-  const llamaServer = (): Promise<string> =>
-    (binary ??= config.llama.serverPath !== undefined
-      ? Promise.resolve(config.llama.serverPath)
-      : ensureLlamaServer({ cacheDir: config.cacheDir, logger }));
+  let binary: Promise<LlamaServerBinary> | undefined;
+  const llamaServer = (): Promise<LlamaServerBinary> => (binary ??= locateLlamaServer(config, deps));
 
   const sources = new ModelSources(models, { config, logger, env: deps.env, llamaServer, userAgent: `Iris/${IRIS_VERSION}` });
   // Build (once per machine) before listening, so a first start shows its progress and fails early.

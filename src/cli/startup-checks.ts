@@ -6,7 +6,8 @@
  * a projector is allowed, with one warning that it answers text only.
  */
 import { createServer } from 'node:net';
-import type { IrisConfig } from '../config/config.js';
+import type { IrisConfig, ModelConfig } from '../config/config.js';
+import { ownedLlamaServerArg } from '../engines/llama-runner/llama-server-process.js';
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { checkModelFiles, type ModelFileOrigin } from '../models/check-model-files.js';
@@ -21,6 +22,7 @@ export interface ModelOrigins {
 
 /** Runs every startup check; throws a {@link ConfigError} for the first mistake. */
 export async function checkBeforeStart(config: IrisConfig, origins: ModelOrigins, logger: Logger): Promise<void> {
+  config.models.forEach((model, index) => checkLlamaSettings(model, modelOrigin(index, origins)));
   await Promise.all(
     config.models.map(async (model, index) => {
       if (model.model === undefined) return;
@@ -37,6 +39,28 @@ export async function checkBeforeStart(config: IrisConfig, origins: ModelOrigins
     }),
   );
   await checkPortFree(config.host, config.port);
+}
+
+/** Settings Iris has for what an owned llama-server argument does, for the refusal's hint. */
+const OWNED_ARG_SETTINGS: Readonly<Record<string, string>> = {
+  '--ctx-size': 'context', '-c': 'context', '--parallel': 'slots', '-np': 'slots', '--threads': 'threads', '-t': 'threads',
+  '--gpu-layers': 'gpu_layers', '-ngl': 'gpu_layers', '--n-gpu-layers': 'gpu_layers', '--chat-template': 'chat_template',
+  '--model': 'model', '-m': 'model', '--mmproj': 'mmproj', '-mm': 'mmproj', '--alias': 'id', '-a': 'id',
+};
+
+/** `llama_args` may not set what Iris owns; llama-server settings on a remote model would do nothing. */
+function checkLlamaSettings(model: ModelConfig, origin: ModelFileOrigin): void {
+  const key = origin.model.replace(/\.model\b/, '.llama_args');
+  if (model.upstream !== undefined && (model.llamaArgs !== undefined || model.gpuLayers !== undefined)) {
+    throw new ConfigError(`Model '${model.id}' is served by remote servers (upstream), so llama_args and gpu_layers do not apply (${key}).`);
+  }
+  const owned = ownedLlamaServerArg(model.llamaArgs ?? []);
+  if (owned === undefined) return;
+  const name = owned.split('=')[0]!;
+  const setting = OWNED_ARG_SETTINGS[name];
+  throw new ConfigError(
+    `${key} sets ${name}, which Iris sets itself for llama-server${setting ? `: use the model's ${setting} setting instead` : ''}.`,
+  );
 }
 
 /** The flag or config key a model's paths were given with. */

@@ -56,6 +56,11 @@ export function loadConfig(flags: ConfigFlags, rawEnv: NodeJS.ProcessEnv): IrisC
     merged['preload'] = [...new Set([model['id'], ...((merged['preload'] as unknown[] | undefined) ?? [])])];
   } else if (commandLineModel['mmproj'] !== undefined || commandLineModel['id'] !== undefined) {
     throw new ConfigError('--mmproj and --model-id need --model PATH.');
+  } else if (Object.keys(commandLineModel).length > 0) {
+    const named = allSettings().filter((placed) => placed.scope === 'model' && commandLineModel[placed.path.join('.')] !== undefined);
+    throw new ConfigError(
+      `Without --model PATH there is no model for ${named.map((placed) => `--${placed.setting.flag ?? ''}`).join(', ')} to set (in a config file, set it per model).`,
+    );
   }
 
   merged['cacheDir'] ??= defaultCacheDir(env);

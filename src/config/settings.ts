@@ -139,6 +139,20 @@ export const MODEL_SETTINGS = {
   }),
   /** How long the model stays loaded after its last request (ms after parsing; -1 = forever). */
   keepAlive: setting({ schema: durationSchema.optional(), help: 'unload this model when idle this long', defaultText: "the server's keep_alive" }),
+  /** Layers llama-server offloads to the GPU (`--gpu-layers`): a count, `all` or `auto`. */
+  gpuLayers: setting({
+    schema: z
+      .union([z.number().int().min(0), z.enum(['all', 'auto']), z.string().regex(/^\d+$/).transform(Number)], {
+        error: "must be a number of layers, 'all' or 'auto'",
+      })
+      .optional(),
+    flag: 'gpu-layers',
+    placeholder: 'N|all|auto',
+    help: 'layers of --model on the GPU',
+    defaultText: "all with a GPU build of llama-server, else llama-server's own",
+  }),
+  /** Extra llama-server arguments (`[--flash-attn, on]`); arguments Iris sets itself are refused at startup. */
+  llamaArgs: setting({ schema: z.array(z.string().min(1)).optional(), help: 'extra llama-server arguments, for what Iris does not model' }),
 } as const;
 
 /** Settings of the server: top-level keys of the config file, and its sections. */
@@ -266,6 +280,15 @@ export const SERVER_SETTINGS = {
       env: 'IRIS_LLAMA_SERVER',
       placeholder: 'PATH',
       help: 'use this llama-server binary instead of building one',
+    }),
+    /** ggml backend of the llama-server Iris builds; `auto` picks a GPU backend when its toolkit works and a GPU is visible. */
+    backend: setting({
+      schema: z.enum(['auto', 'cpu', 'cuda', 'vulkan']),
+      default: 'auto',
+      flag: 'backend',
+      env: 'IRIS_LLAMA_BACKEND',
+      placeholder: 'B',
+      help: 'backend of the llama-server Iris builds: auto|cpu|cuda|vulkan (auto: CUDA or Vulkan when it works and a GPU is visible)',
     }),
     /** Milliseconds to wait for a started llama-server to report healthy. */
     startTimeoutMs: setting({ schema: z.number().int().min(1000), default: 120_000, help: 'ms to wait for a started llama-server to report healthy' }),

@@ -18,6 +18,12 @@ import { logProgress, pullModel } from './hub/index.js';
 import { estimateModelMemory } from './memory-estimate.js';
 import type { ModelDefinition, PreparedModel } from './model-registry.js';
 
+/** A llama-server binary and the backend it was built with (`unknown` for the operator's own binary). */
+export interface LlamaServerBinary {
+  path: string;
+  backend: 'cpu' | 'cuda' | 'vulkan' | 'unknown';
+}
+
 /** Context for models that say nothing about it. */
 const DEFAULT_CONTEXT = 4096;
 /** Concurrent requests to an upstream model that names no `slots`: remote servers batch many more than a CPU. */
@@ -29,7 +35,7 @@ export interface ModelSourcesDeps {
   logger: Logger;
   env: NodeJS.ProcessEnv;
   /** The llama-server binary (built on first use). */
-  llamaServer(): Promise<string>;
+  llamaServer(): Promise<LlamaServerBinary>;
   /** `User-Agent` Iris sends to remote servers. */
   userAgent: string;
 }
@@ -97,13 +103,16 @@ export class ModelSources {
     ]);
     const settings = {
       id: model.id,
-      binary,
+      binary: binary.path,
       model: files.model,
       mmproj: files.mmproj,
       chatTemplate: files.chatTemplate,
       context: files.context,
       slots: definition.slots,
       threads: model.threads ?? this.#threads,
+      // A GPU build exists to run on the GPU: all layers there unless the model says otherwise.
+      gpuLayers: model.gpuLayers ?? (binary.backend === 'cuda' || binary.backend === 'vulkan' ? 'all' : undefined),
+      extraArgs: model.llamaArgs,
       startTimeoutMs: config.llama.startTimeoutMs,
       maxImagesPerRequest: config.limits.maxImagesPerRequest,
     };

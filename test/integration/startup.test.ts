@@ -5,7 +5,7 @@
  * server does not serve is told which ones it does.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,18 @@ import { writeGguf } from '../../src/synth/gguf-writer.js';
 import type { SynthResult } from '../../src/synth/recipes.js';
 import { runIris, type IrisRun } from '../helpers/run-iris.js';
 import { startIris, syntheticModel } from '../helpers/test-env.js';
+
+/** The command lines of a process's children (Linux /proc). */
+async function childCommandLines(parent: number): Promise<string[][]> {
+  const lines: string[][] = [];
+  for (const pid of (await readdir('/proc')).filter((name) => /^\d+$/.test(name))) {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    if (new RegExp(`^PPid:\\s+${parent}$`, 'm').test(status)) {
+      lines.push((await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').filter((arg) => arg.length > 0));
+    }
+  }
+  return lines;
+}
 
 /** The run failed the way an operator's mistake should: exit 2, one line on stderr, no stack trace. */
 function assertOneLineMistake(run: IrisRun, pattern: RegExp): void {
@@ -120,6 +132,38 @@ describe('iris serve: startup checks', () => {
       }
     } finally {
       await iris.stop();
+    }
+  });
+
+  test('llama_args and gpu_layers reach the llama-server command line; an argument Iris owns is refused', async () => {
+    const config = join(dir, 'args.yaml');
+    await writeFile(
+      config,
+      `models:\n  - id: tuned\n    model: ${tiny.modelPath}\n    mmproj: ${tiny.mmprojPath}\n    gpu_layers: 0\n` +
+        '    llama_args: [--temp, "0.25", --no-context-shift]\n',
+    );
+    const iris = await startIris({ args: ['--config', config, '--preload', 'tuned'] });
+    try {
+      const children = await childCommandLines(iris.child.pid!);
+      const server = children.find((args) => args.some((arg) => arg.endsWith('llama-server')));
+      assert.ok(server, JSON.stringify(children));
+      const at = (flag: string): string | undefined => server[server.indexOf(flag) + 1];
+      assert.equal(at('--temp'), '0.25');
+      assert.ok(server.includes('--no-context-shift'));
+      assert.equal(at('--gpu-layers'), '0');
+      assert.equal(at('--alias'), 'tuned');
+    } finally {
+      await iris.stop();
+    }
+
+    for (const [args, pattern] of [
+      ['[--port, "9000"]', /models\[0\]\.llama_args in .*owned\.yaml sets --port, which Iris sets itself/],
+      ['["--ctx-size=8192"]', /sets --ctx-size, which Iris sets itself for llama-server: use the model's context setting instead/],
+      ['[-ngl, "99"]', /sets -ngl, .*gpu_layers setting instead/],
+    ] as const) {
+      const owned = join(dir, 'owned.yaml');
+      await writeFile(owned, `models:\n  - id: tuned\n    model: ${tiny.modelPath}\n    llama_args: ${args}\n`);
+      assertOneLineMistake(await runIris(['serve', '--config', owned, ...noServer]), pattern);
     }
   });
 });

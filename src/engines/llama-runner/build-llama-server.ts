@@ -23,6 +23,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { buildFailed, type IrisError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
+import { mergeCmakeFlags, type ResolvedBackend } from './gpu-backend.js';
 
 /** The llama.cpp commit node-llama-cpp 3.22.1 ships; the build refuses a bundle at any other commit. */
 export const PINNED_LLAMA_CPP_COMMIT = 'de3ff815ea7d559ee917f063901b8986f038abc6';
@@ -39,10 +40,15 @@ export const LLAMA_SERVER_CMAKE_FLAGS: readonly string[] = Object.freeze([
   '-DLLAMA_USE_PREBUILT_UI=OFF',
 ]);
 
+/** The CPU build: no backend flags. */
+export const CPU_BACKEND: ResolvedBackend = Object.freeze({ backend: 'cpu', cmakeFlags: [], detail: 'CPU only' });
+
 /** Options of {@link ensureLlamaServer}. */
 export interface EnsureLlamaServerOptions {
   /** Iris cache directory; the binary goes under `<cacheDir>/llama-server/`. */
   cacheDir: string;
+  /** The ggml backend to build with (see gpu-backend.ts). @default CPU_BACKEND */
+  backend?: ResolvedBackend;
   logger: Logger;
   /** Parallel compile jobs. @default the number of CPUs */
   jobs?: number;
@@ -50,15 +56,29 @@ export interface EnsureLlamaServerOptions {
   onProgress?: (percent: number) => void;
 }
 
-/** Where the build for the pinned commit and flags lives (whether built yet or not). */
-export function llamaServerCachePath(cacheDir: string): string {
-  const flagsHash = createHash('sha256').update(LLAMA_SERVER_CMAKE_FLAGS.join('\n')).digest('hex').slice(0, 10);
-  return join(cacheDir, 'llama-server', `${PINNED_LLAMA_CPP_COMMIT.slice(0, 12)}-${flagsHash}`, 'llama-server');
+/** The cmake flags of a build with this backend. */
+export function llamaServerCmakeFlags(backend: ResolvedBackend = CPU_BACKEND): string[] {
+  return mergeCmakeFlags(LLAMA_SERVER_CMAKE_FLAGS, backend.cmakeFlags);
+}
+
+/** The cmake configure command line (after `cmake`) for a source and build directory. */
+export function llamaServerConfigureArgs(source: string, build: string, backend: ResolvedBackend = CPU_BACKEND): string[] {
+  return ['-S', source, '-B', build, ...llamaServerCmakeFlags(backend)];
+}
+
+/**
+ * Where the build for the pinned commit, backend and flags lives (whether built yet or not):
+ * `<commit>-<flags hash>` for the CPU build, `<commit>-<backend>-<flags hash>` for a GPU build.
+ */
+export function llamaServerCachePath(cacheDir: string, backend: ResolvedBackend = CPU_BACKEND): string {
+  const flagsHash = createHash('sha256').update(llamaServerCmakeFlags(backend).join('\n')).digest('hex').slice(0, 10);
+  const key = backend.backend === 'cpu' ? flagsHash : `${backend.backend}-${flagsHash}`;
+  return join(cacheDir, 'llama-server', `${PINNED_LLAMA_CPP_COMMIT.slice(0, 12)}-${key}`, 'llama-server');
 }
 
 /** Returns the path of a built llama-server, building it first if the cache has none. */
 export async function ensureLlamaServer(options: EnsureLlamaServerOptions): Promise<string> {
-  const binary = llamaServerCachePath(options.cacheDir);
+  const binary = llamaServerCachePath(options.cacheDir, options.backend);
   if (await isExecutable(binary)) return binary;
 
   const buildRoot = dirname(binary);
@@ -94,7 +114,11 @@ async function buildInto(buildRoot: string, binary: string, options: EnsureLlama
   const source = join(work, 'src');
   const build = join(work, 'build');
   const started = Date.now();
-  logger.info({ target: binary }, 'building llama-server from the pinned llama.cpp source (takes a few minutes, once)');
+  const backend = options.backend ?? CPU_BACKEND;
+  logger.info(
+    { target: binary, backend: backend.backend },
+    `building llama-server (${backend.detail}) from the pinned llama.cpp source (takes a few minutes, once)`,
+  );
   try {
     await rm(work, { recursive: true, force: true });
     await mkdir(work, { recursive: true });
@@ -107,7 +131,7 @@ async function buildInto(buildRoot: string, binary: string, options: EnsureLlama
     if (head !== PINNED_LLAMA_CPP_COMMIT) {
       throw buildError(`llama.cpp bundle is at ${head}, expected the pinned ${PINNED_LLAMA_CPP_COMMIT}.`);
     }
-    await run('cmake', ['-S', source, '-B', build, ...LLAMA_SERVER_CMAKE_FLAGS], { logger, cwd: work });
+    await run('cmake', llamaServerConfigureArgs(source, build, options.backend), { logger, cwd: work });
     const jobs = String(options.jobs ?? Math.max(1, cpus().length));
     let lastLogged = -10;
     await run('cmake', ['--build', build, '--target', 'llama-server', '-j', jobs], {
@@ -132,7 +156,7 @@ async function buildInto(buildRoot: string, binary: string, options: EnsureLlama
     await chmod(join(staged, 'llama-server'), 0o755);
     await writeFile(
       join(staged, 'build-info.json'),
-      JSON.stringify({ commit: PINNED_LLAMA_CPP_COMMIT, flags: LLAMA_SERVER_CMAKE_FLAGS, builtAt: new Date().toISOString() }, null, 2),
+      JSON.stringify({ commit: PINNED_LLAMA_CPP_COMMIT, backend: backend.backend, flags: llamaServerCmakeFlags(backend), builtAt: new Date().toISOString() }, null, 2),
     );
     await rm(buildRoot, { recursive: true, force: true });
     await rename(staged, buildRoot);

@@ -35,6 +35,55 @@ export interface LlamaServerSettings {
   threads: number;
   /** How long a start may take before it counts as failed, in ms. */
   startTimeoutMs: number;
+  /** Layers to offload to the GPU (`--gpu-layers`): a count, `all` or `auto`; unset leaves llama-server's default. */
+  gpuLayers?: number | 'all' | 'auto' | undefined;
+  /** Extra llama-server arguments from the model's `llama_args` (checked with {@link ownedLlamaServerArg}). */
+  extraArgs?: readonly string[] | undefined;
+}
+
+/**
+ * llama-server arguments Iris sets itself (how it talks to the child, which model and projector, slots,
+ * context, templates, GPU layers, what the child may read or fetch): `llama_args` may not set them, since
+ * they would break the supervisor or silently contradict a setting Iris shows elsewhere.
+ */
+export const OWNED_LLAMA_SERVER_ARGS: readonly string[] = [
+  '--host', '--port', '--reuse-port', '--api-key', '--api-key-file', '--api-prefix', '--ssl-key-file', '--ssl-cert-file',
+  '-m', '--model', '-mu', '--model-url', '-hf', '-hfr', '--hf-repo', '-hff', '--hf-file', '-dr', '--docker-repo',
+  '--models-dir', '--models-preset', '--offline',
+  '-mm', '--mmproj', '-mmu', '--mmproj-url', '--no-mmproj', '--no-mmproj-auto', '--media-path',
+  '-a', '--alias', '-c', '--ctx-size', '-np', '--parallel', '-kvu', '--kv-unified', '--no-kv-unified', '-t', '--threads',
+  '-ngl', '--gpu-layers', '--n-gpu-layers',
+  '--chat-template', '--chat-template-file', '--jinja', '--no-jinja',
+  '--ui', '--webui', '--no-ui', '--no-webui', '--path', '--metrics', '--slots', '--no-slots',
+  '-cram', '--cache-ram',
+];
+
+/** The argument of `llama_args` that Iris owns (see {@link OWNED_LLAMA_SERVER_ARGS}), if any. */
+export function ownedLlamaServerArg(args: readonly string[]): string | undefined {
+  return args.find((arg) => OWNED_LLAMA_SERVER_ARGS.includes(arg.split('=')[0]!));
+}
+
+/** The child's command line (after the binary) for these settings and port. */
+export function llamaServerArgs(settings: LlamaServerSettings, port: number): string[] {
+  return [
+    '--model', settings.model,
+    ...(settings.mmproj ? ['--mmproj', settings.mmproj] : []),
+    ...(settings.chatTemplate ? ['--chat-template', settings.chatTemplate] : []),
+    '--host', '127.0.0.1',
+    '--port', String(port),
+    '--ctx-size', String(settings.context),
+    '--parallel', String(settings.slots),
+    // One KV cache of the whole context shared by the slots: any one request may use all of it.
+    '--kv-unified',
+    ...(settings.threads > 0 ? ['--threads', String(settings.threads)] : []),
+    ...(settings.gpuLayers === undefined ? [] : ['--gpu-layers', String(settings.gpuLayers)]),
+    '--alias', settings.id,
+    '--no-webui',
+    '--jinja',
+    '--metrics',
+    '--slots',
+    ...(settings.extraArgs ?? []),
+  ];
 }
 
 /** Dependencies of a {@link LlamaServerProcess}. */
@@ -137,23 +186,7 @@ export class LlamaServerProcess {
     if (this.#state !== 'restarting') this.#state = 'starting';
     this.#recentLog = [];
     const port = await freeLoopbackPort();
-    const args = [
-      '--model', settings.model,
-      ...(settings.mmproj ? ['--mmproj', settings.mmproj] : []),
-      ...(settings.chatTemplate ? ['--chat-template', settings.chatTemplate] : []),
-      '--host', '127.0.0.1',
-      '--port', String(port),
-      '--ctx-size', String(settings.context),
-      '--parallel', String(settings.slots),
-      // One KV cache of the whole context shared by the slots: any one request may use all of it.
-      '--kv-unified',
-      ...(settings.threads > 0 ? ['--threads', String(settings.threads)] : []),
-      '--alias', settings.id,
-      '--no-webui',
-      '--jinja',
-      '--metrics',
-      '--slots',
-    ];
+    const args = llamaServerArgs(settings, port);
     const usePdeathsig = process.platform === 'linux' && existsSync(SETPRIV);
     const command = usePdeathsig ? SETPRIV : settings.binary;
     const commandArgs = usePdeathsig ? ['--pdeathsig', 'SIGKILL', '--', settings.binary, ...args] : args;
