@@ -6,9 +6,9 @@
 import { parseArgs } from 'node:util';
 import type { IrisConfig } from '../config/config.js';
 import { loadConfig } from '../config/load-config.js';
+import { ensureLlamaServer, readBuildInfo } from '../engines/llama-runner/build-llama-server.js';
+import { BackendUnavailableError, portableBackend, resolveBackend } from '../engines/llama-runner/gpu-backend.js';
 import { ConfigError } from '../errors.js';
-import { ensureLlamaServer } from '../engines/llama-runner/build-llama-server.js';
-import { BackendUnavailableError, resolveBackend } from '../engines/llama-runner/gpu-backend.js';
 import { createLogger, type Logger } from '../logger.js';
 import type { LlamaServerBinary } from '../models/model-sources.js';
 
@@ -24,6 +24,7 @@ Options:
   --backend B         auto (default; env IRIS_LLAMA_BACKEND): CUDA or Vulkan when its toolkit works and a GPU
                       is visible, else CPU; cpu, cuda or vulkan to choose (a GPU build without a visible GPU
                       compiles for common GPU architectures)
+  --portable          build for any x86-64 CPU with AVX2 rather than this machine's (for container images)
   --cache-dir DIR     cache directory (env IRIS_CACHE_DIR, default ~/.cache/iris)
   --llama-server PATH print this binary's path instead of building (env IRIS_LLAMA_SERVER)
   --log-level LEVEL   fatal|error|warn|info|debug|trace|silent (env IRIS_LOG_LEVEL, default info)
@@ -35,6 +36,7 @@ export async function buildCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     args: argv,
     options: {
       backend: { type: 'string' },
+      portable: { type: 'boolean' },
       'cache-dir': { type: 'string' },
       'llama-server': { type: 'string' },
       'log-level': { type: 'string' },
@@ -51,7 +53,7 @@ export async function buildCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
     env,
   );
   const logger = createLogger(config.logLevel);
-  const binary = await locateLlamaServer(config, { logger, env });
+  const binary = await locateLlamaServer(config, { logger, env, portable: values.portable === true });
   logger.flush();
   process.stdout.write(`${binary.path}\n`);
 }
@@ -61,11 +63,18 @@ export async function buildCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
  * (built now if the cache has none).
  * @throws {ConfigError} when an explicitly chosen GPU backend's toolkit is missing.
  */
-export async function locateLlamaServer(config: IrisConfig, deps: { logger: Logger; env: NodeJS.ProcessEnv }): Promise<LlamaServerBinary> {
-  if (config.llama.serverPath !== undefined) return { path: config.llama.serverPath, backend: 'unknown' };
-  const backend = await resolveBackend(config.llama.backend, { env: deps.env }).catch((error: unknown) => {
+export async function locateLlamaServer(
+  config: IrisConfig,
+  deps: { logger: Logger; env: NodeJS.ProcessEnv; portable?: boolean },
+): Promise<LlamaServerBinary> {
+  if (config.llama.serverPath !== undefined) {
+    // A build of Iris's copied elsewhere (a container image) still says what it was built with.
+    return { path: config.llama.serverPath, backend: (await readBuildInfo(config.llama.serverPath))?.backend ?? 'unknown' };
+  }
+  const resolved = await resolveBackend(config.llama.backend, { env: deps.env }).catch((error: unknown) => {
     throw error instanceof BackendUnavailableError ? new ConfigError(`${error.message} (--backend / IRIS_LLAMA_BACKEND).`) : error;
   });
+  const backend = deps.portable ? portableBackend(resolved) : resolved;
   deps.logger.debug({ backend: backend.backend, detail: backend.detail }, 'llama-server backend');
   const path = await ensureLlamaServer({ cacheDir: config.cacheDir, logger: deps.logger, backend });
   return { path, backend: backend.backend };

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -155,5 +155,26 @@ describe('README quick start', () => {
     assert.equal(answers, 2, 'both the hub model and the synthetic model answered about the photo');
     const body = await readFile(join(dir, 'body.json'));
     assert.ok(body.length > 128 * 1024, 'the photo in the body is larger than a command-line argument may be');
+  });
+
+  test('the README and deploy/ name only environment variables Iris (or its test suite) reads', async () => {
+    // Iris's own variables are read in src/; the test suite's (IRIS_TEST_*) in test/helpers/.
+    const sources = await Promise.all(
+      ['src', 'test/helpers'].flatMap(async (root) =>
+        Promise.all(
+          (await readdir(join(REPO_ROOT, root), { recursive: true }))
+            .filter((file) => file.endsWith('.ts') && !file.endsWith('.test.ts'))
+            .map((file) => readFile(join(REPO_ROOT, root, file), 'utf8')),
+        ),
+      ),
+    ).then((texts) => texts.flat());
+    const code = sources.join('\n');
+    const documents = ['README.md', ...(await readdir(join(REPO_ROOT, 'deploy'))).map((file) => join('deploy', file))];
+    for (const document of documents) {
+      const text = await readFile(join(REPO_ROOT, document), 'utf8');
+      for (const [name] of text.matchAll(/\bIRIS_[A-Z_]+[A-Z]\b/g)) {
+        assert.ok(code.includes(`'${name}'`), `${document} names ${name}, which Iris does not read`);
+      }
+    }
   });
 });

@@ -23,7 +23,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { buildFailed, type IrisError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import { mergeCmakeFlags, type ResolvedBackend } from './gpu-backend.js';
+import { mergeCmakeFlags, type LlamaServerBackend, type ResolvedBackend } from './gpu-backend.js';
 
 /** The llama.cpp commit node-llama-cpp 3.22.1 ships; the build refuses a bundle at any other commit. */
 export const PINNED_LLAMA_CPP_COMMIT = 'de3ff815ea7d559ee917f063901b8986f038abc6';
@@ -91,6 +91,24 @@ export async function ensureLlamaServer(options: EnsureLlamaServerOptions): Prom
     return binary;
   } finally {
     await lock.release();
+  }
+}
+
+/** What a build of Iris's records next to its binary (`build-info.json`). */
+export interface BuildInfo {
+  commit: string;
+  backend: LlamaServerBackend;
+  flags: string[];
+}
+
+/** The build info next to a llama-server binary, when it is one of Iris's builds. */
+export async function readBuildInfo(binary: string): Promise<BuildInfo | undefined> {
+  try {
+    const info = JSON.parse(await readFile(join(dirname(binary), 'build-info.json'), 'utf8')) as Partial<BuildInfo>;
+    const backend = info.backend ?? 'cpu';
+    return ['cpu', 'cuda', 'vulkan'].includes(backend) ? { commit: String(info.commit), backend, flags: info.flags ?? [] } : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { CPU_BACKEND, LLAMA_SERVER_CMAKE_FLAGS, PINNED_LLAMA_CPP_COMMIT, llamaServerCachePath, llamaServerConfigureArgs } from './build-llama-server.js';
-import { BackendUnavailableError, resolveBackend, type BackendProbeDeps } from './gpu-backend.js';
+import {
+  CPU_BACKEND,
+  LLAMA_SERVER_CMAKE_FLAGS,
+  PINNED_LLAMA_CPP_COMMIT,
+  llamaServerCachePath,
+  llamaServerConfigureArgs,
+  readBuildInfo,
+} from './build-llama-server.js';
+import { BackendUnavailableError, portableBackend, resolveBackend, type BackendProbeDeps } from './gpu-backend.js';
 
 /** A machine as detection sees it: files that exist and what each tool prints (a tool not listed fails to run). */
 function machine(files: string[], tools: Record<string, string>, env: NodeJS.ProcessEnv = {}): BackendProbeDeps {
@@ -62,10 +72,26 @@ describe('llama-server backends', () => {
     assert.deepEqual(args.slice(0, 4), ['-S', '/src', '-B', '/build']);
     assert.ok(args.includes('-DGGML_CUDA=ON'));
     assert.ok(args.includes('-DGGML_NATIVE=OFF') && !args.includes('-DGGML_NATIVE=ON'), 'no native arch without a GPU');
+    assert.ok(args.includes('-DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined'), 'links without the driver library');
     assert.ok(args.includes('-DLLAMA_OPENSSL=ON') && args.includes('-DBUILD_SHARED_LIBS=OFF'));
     const path = llamaServerCachePath('/c', cuda);
     assert.match(path, /-cuda-[0-9a-f]{10}\/llama-server$/);
     assert.notEqual(path, llamaServerCachePath('/c'));
+  });
+
+  test('a portable build drops -march=native and has its own cache key; a copied build says its backend', async () => {
+    const portable = portableBackend(CPU_BACKEND);
+    const args = llamaServerConfigureArgs('/s', '/b', portable);
+    assert.ok(args.includes('-DGGML_NATIVE=OFF') && !args.includes('-DGGML_NATIVE=ON'));
+    assert.notEqual(llamaServerCachePath('/c', portable), llamaServerCachePath('/c'));
+    const dir = await mkdtemp(join(tmpdir(), 'iris-build-info-'));
+    try {
+      await writeFile(join(dir, 'build-info.json'), JSON.stringify({ commit: PINNED_LLAMA_CPP_COMMIT, backend: 'cuda', flags: [] }));
+      assert.equal((await readBuildInfo(join(dir, 'llama-server')))?.backend, 'cuda');
+      assert.equal(await readBuildInfo(join(dir, 'elsewhere', 'llama-server')), undefined);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test('Vulkan needs glslc and the headers, and auto needs a GPU it lists', async () => {

@@ -102,8 +102,9 @@ async function findCuda(probe: Probe): Promise<Toolchain> {
       cmakeFlags: [
         '-DGGML_CUDA=ON',
         `-DCMAKE_CUDA_COMPILER=${compiler}`,
-        // Without a GPU to ask (a container build), compile for llama.cpp's list of common architectures.
-        ...(gpuVisible ? [] : ['-DGGML_NATIVE=OFF']),
+        // Without a GPU to ask (a container build), compile for llama.cpp's list of common architectures, and
+        // link without the driver's libcuda.so (the container runtime mounts it), as llama.cpp's own image does.
+        ...(gpuVisible ? [] : ['-DGGML_NATIVE=OFF', '-DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined']),
       ],
       detail: `CUDA ${release} (${compiler})${gpuVisible ? '' : ', no GPU visible: portable build for common architectures'}`,
     },
@@ -142,6 +143,18 @@ function realPath(path: string): string {
   } catch {
     return path;
   }
+}
+
+/**
+ * The same backend built to run on other machines than this one (a container image): no `-march=native`,
+ * ggml's default x86-64 feature set (AVX2, FMA, F16C) instead. Part of the cache key, like every flag.
+ */
+export function portableBackend(backend: ResolvedBackend): ResolvedBackend {
+  return {
+    ...backend,
+    cmakeFlags: mergeCmakeFlags(backend.cmakeFlags, ['-DGGML_NATIVE=OFF']),
+    detail: `${backend.detail}, portable`,
+  };
 }
 
 /**
