@@ -1,9 +1,9 @@
 /**
- * The README's quick start, run as written: every command of its `sh` blocks runs in a fresh directory with a
- * real photo-sized JPEG, with `iris` on the PATH (what `npm link` gives), against a real server. Only the
- * setup commands this test itself depends on (`npm install`, `npm link`) are skipped, by name, so a command
- * added to the quick start is run or the test fails. The hub is a local stand-in serving a synthetic model
- * under the default model's repo, so `iris serve` with no model works offline.
+ * The README's quick start and Models examples, run as written: every command of their `sh` blocks runs in a
+ * fresh directory with a real photo-sized JPEG, with `iris` on the PATH (what `npm link` gives), against a real
+ * server. Only the setup commands this test itself depends on (`npm install`, `npm link`) are skipped, by name,
+ * so a command added there is run or the test fails. The hub is a local stand-in serving synthetic models under
+ * the repos the commands name, so `iris serve` with no model and the `iris pull` examples work offline.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -50,12 +50,18 @@ describe('README quick start', () => {
     const tiny = await syntheticModel('tiny');
     const repo = DEFAULT_CATALOG_ENTRY.repo;
     const name = repo.split('/')[1]!.replace(/-GGUF$/, '');
+    const [model, mmproj] = await Promise.all([readFile(tiny.modelPath), readFile(tiny.mmprojPath)]);
+    // The repos the README's commands name, each with a synthetic model under the file names the real one has.
     hub = await startFakeHub({
       repos: {
-        [repo]: {
+        [repo]: { files: [{ path: `${name}-Q8_0.gguf`, bytes: model }, { path: `mmproj-${name}-Q8_0.gguf`, bytes: mmproj }] },
+        'ggml-org/gemma-3-4b-it-GGUF': {
+          files: [{ path: 'gemma-3-4b-it-Q8_0.gguf', bytes: model }, { path: 'mmproj-model-f16.gguf', bytes: mmproj }],
+        },
+        'bartowski/Qwen2-VL-7B-Instruct-GGUF': {
           files: [
-            { path: `${name}-Q8_0.gguf`, bytes: await readFile(tiny.modelPath) },
-            { path: `mmproj-${name}-Q8_0.gguf`, bytes: await readFile(tiny.mmprojPath) },
+            { path: 'Qwen2-VL-7B-Instruct-Q4_K_M.gguf', bytes: model },
+            { path: 'mmproj-Qwen2-VL-7B-Instruct-f16.gguf', bytes: mmproj },
           ],
         },
       },
@@ -155,6 +161,16 @@ describe('README quick start', () => {
     assert.equal(answers, 2, 'both the hub model and the synthetic model answered about the photo');
     const body = await readFile(join(dir, 'body.json'));
     assert.ok(body.length > 128 * 1024, 'the photo in the body is larger than a command-line argument may be');
+  });
+
+  test('every command of the Models section works as written', async () => {
+    const readme = await readFile(join(REPO_ROOT, 'README.md'), 'utf8');
+    const commands = sectionCommands(readme, '## Models');
+    assert.ok(commands.length >= 5, commands.join('\n'));
+    for (const command of commands) {
+      const result = await run(command);
+      assert.equal(result.code, 0, `'${command}' failed:\n${result.stderr}`);
+    }
   });
 
   test('the README and deploy/ name only environment variables Iris (or its test suite) reads', async () => {
