@@ -8,8 +8,9 @@
 import { createServer } from 'node:net';
 import type { IrisConfig, ModelConfig } from '../config/config.js';
 import { ownedLlamaServerArg } from '../engines/llama-runner/llama-server-process.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, IrisError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { resolveCatalogId } from '../models/catalog.js';
 import { checkModelFiles, type ModelFileOrigin } from '../models/check-model-files.js';
 
 /** Where the configured models came from. */
@@ -22,7 +23,11 @@ export interface ModelOrigins {
 
 /** Runs every startup check; throws a {@link ConfigError} for the first mistake. */
 export async function checkBeforeStart(config: IrisConfig, origins: ModelOrigins, logger: Logger): Promise<void> {
-  config.models.forEach((model, index) => checkLlamaSettings(model, modelOrigin(index, origins)));
+  config.models.forEach((model, index) => {
+    const origin = modelOrigin(index, origins);
+    checkLlamaSettings(model, origin);
+    if (model.hub !== undefined) checkHubName(model.hub, origin.model.replace(/\.model\b/, '.hub'));
+  });
   await Promise.all(
     config.models.map(async (model, index) => {
       if (model.model === undefined) return;
@@ -61,6 +66,16 @@ function checkLlamaSettings(model: ModelConfig, origin: ModelFileOrigin): void {
   throw new ConfigError(
     `${key} sets ${name}, which Iris sets itself for llama-server${setting ? `: use the model's ${setting} setting instead` : ''}.`,
   );
+}
+
+/** A hub model's name must be a catalog id or `owner/repo` (whether the repo exists is the hub's to say). */
+function checkHubName(hub: string, key: string): void {
+  try {
+    resolveCatalogId(hub);
+  } catch (error) {
+    if (!(error instanceof IrisError)) throw error;
+    throw new ConfigError(`${hub} (${key}): ${error.message}`, { cause: error });
+  }
 }
 
 /** The flag or config key a model's paths were given with. */

@@ -55,6 +55,8 @@ describe('iris serve: startup checks', () => {
   test('a model path that does not exist names the path and --model', async () => {
     const run = await runIris(['serve', '--model', './nope/model.gguf', ...noServer]);
     assertOneLineMistake(run, /nope\/model\.gguf \(--model\) does not exist/);
+    // A misspelt catalog id is not a path, and not a name the hub could have: refused before any pull.
+    assertOneLineMistake(await runIris(['serve', '--model', 'smolvlm-265m', ...noServer]), /smolvlm-265m \(--model\): .*not a model Iris knows.*smolvlm-256m/);
   });
 
   test('a file that is not GGUF, and a projector passed as the model, are named', async () => {
