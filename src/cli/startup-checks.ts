@@ -11,7 +11,7 @@ import { ownedLlamaServerArg } from '../engines/llama-runner/llama-server-proces
 import { ConfigError, IrisError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { resolveCatalogId } from '../models/catalog.js';
-import { checkModelFiles, type ModelFileOrigin } from '../models/check-model-files.js';
+import { checkModelFiles } from '../models/check-model-files.js';
 
 /** Where the configured models came from. */
 export interface ModelOrigins {
@@ -24,14 +24,13 @@ export interface ModelOrigins {
 /** Runs every startup check; throws a {@link ConfigError} for the first mistake. */
 export async function checkBeforeStart(config: IrisConfig, origins: ModelOrigins, logger: Logger): Promise<void> {
   config.models.forEach((model, index) => {
-    const origin = modelOrigin(index, origins);
-    checkLlamaSettings(model, origin);
-    if (model.hub !== undefined) checkHubName(model.hub, origin.model.replace(/\.model\b/, '.hub'));
+    checkLlamaSettings(model, modelKey(index, origins, 'llama_args'));
+    if (model.hub !== undefined) checkHubName(model.hub, modelKey(index, origins, 'hub'));
   });
   await Promise.all(
     config.models.map(async (model, index) => {
       if (model.model === undefined) return;
-      const origin = modelOrigin(index, origins);
+      const origin = { model: modelKey(index, origins, 'model'), mmproj: modelKey(index, origins, 'mmproj') };
       const checked = await checkModelFiles({ model: model.model, mmproj: model.mmproj }, origin);
       if (checked.textOnly) {
         logger.warn(
@@ -54,8 +53,7 @@ const OWNED_ARG_SETTINGS: Readonly<Record<string, string>> = {
 };
 
 /** `llama_args` may not set what Iris owns; llama-server settings on a remote model would do nothing. */
-function checkLlamaSettings(model: ModelConfig, origin: ModelFileOrigin): void {
-  const key = origin.model.replace(/\.model\b/, '.llama_args');
+function checkLlamaSettings(model: ModelConfig, key: string): void {
   if (model.upstream !== undefined && (model.llamaArgs !== undefined || model.gpuLayers !== undefined)) {
     throw new ConfigError(`Model '${model.id}' is served by remote servers (upstream), so llama_args and gpu_layers do not apply (${key}).`);
   }
@@ -78,12 +76,14 @@ function checkHubName(hub: string, key: string): void {
   }
 }
 
-/** The flag or config key a model's paths were given with. */
-function modelOrigin(index: number, origins: ModelOrigins): ModelFileOrigin {
-  if (index === 0 && origins.firstFromFlags) return { model: '--model', mmproj: '--mmproj' };
+/**
+ * Where a model's setting was given, for messages: its flag for the `--model` one (`--model`, `--mmproj`), else
+ * its key in the config file (`models[1].mmproj in iris.yaml`).
+ */
+function modelKey(index: number, origins: ModelOrigins, key: 'model' | 'mmproj' | 'hub' | 'llama_args'): string {
+  if (index === 0 && origins.firstFromFlags) return key === 'mmproj' ? '--mmproj' : key === 'llama_args' ? 'llama_args' : '--model';
   const position = origins.firstFromFlags ? index - 1 : index;
-  const file = origins.configFile === undefined ? '' : ` in ${origins.configFile}`;
-  return { model: `models[${position}].model${file}`, mmproj: `models[${position}].mmproj${file}` };
+  return `models[${position}].${key}${origins.configFile === undefined ? '' : ` in ${origins.configFile}`}`;
 }
 
 /** Binds host:port once and lets it go, so a busy port is reported before anything is started. */

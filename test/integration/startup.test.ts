@@ -122,6 +122,8 @@ describe('iris serve: startup checks', () => {
       assert.equal(warnings.length, 1, iris.logs.join('\n'));
       assert.equal(warnings[0]!['level'], 40);
       assert.match(String(warnings[0]!['msg']), /'texty' \(--model\) has no projector \(--mmproj\)/);
+      // A clean start: nothing else to warn about (Node prints deprecations to the same stderr).
+      assert.deepEqual(iris.logs.filter((line) => /Deprecation|ExperimentalWarning|\(node:\d+\)/.test(line)), []);
 
       const client = new OpenAI({ baseURL: `${iris.baseUrl}/v1/openai`, apiKey: 'unused', maxRetries: 0 });
       for (const model of ['gpt-4o', 'no-such/repo-GGUF']) {
