@@ -174,12 +174,12 @@ describe('README quick start', () => {
   });
 
   test('the README and deploy/ name only environment variables Iris (or its test suite) reads', async () => {
-    // Iris's own variables are read in src/; the test suite's (IRIS_TEST_*) in test/helpers/.
+    // Iris's own variables are read in src/ (the playground's in src/web/); the test suite's (IRIS_TEST_*) in test/helpers/.
     const sources = await Promise.all(
       ['src', 'test/helpers'].flatMap(async (root) =>
         Promise.all(
           (await readdir(join(REPO_ROOT, root), { recursive: true }))
-            .filter((file) => file.endsWith('.ts') && !file.endsWith('.test.ts'))
+            .filter((file) => /\.(ts|js|html)$/.test(file) && !file.endsWith('.test.ts'))
             .map((file) => readFile(join(REPO_ROOT, root, file), 'utf8')),
         ),
       ),
@@ -189,7 +189,8 @@ describe('README quick start', () => {
     for (const document of documents) {
       const text = await readFile(join(REPO_ROOT, document), 'utf8');
       for (const [name] of text.matchAll(/\bIRIS_[A-Z_]+[A-Z]\b/g)) {
-        assert.ok(code.includes(`'${name}'`), `${document} names ${name}, which Iris does not read`);
+        // Read by Iris (`'IRIS_X'`), or by the code the playground writes for a client (`$IRIS_X`).
+        assert.ok(code.includes(`'${name}'`) || code.includes(`$${name}`), `${document} names ${name}, which Iris does not read`);
       }
     }
   });
