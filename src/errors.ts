@@ -67,6 +67,8 @@ export interface IrisErrorOptions {
   param?: string | null;
   /** The underlying error, kept for logs; never sent to the client. */
   cause?: unknown;
+  /** For 429 and 503: seconds after which a retry may succeed, sent as `Retry-After`. */
+  retryAfterSeconds?: number | undefined;
 }
 
 /** Base of every error Iris reports to a client. */
@@ -75,6 +77,8 @@ export class IrisError extends Error {
   readonly type: OpenAIErrorType;
   readonly code: IrisErrorCode;
   readonly param: string | null;
+  /** Seconds after which a retry may succeed (429/503), sent as `Retry-After`; undefined when unknown. */
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(message: string, options: IrisErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -83,6 +87,7 @@ export class IrisError extends Error {
     this.type = options.type;
     this.code = options.code;
     this.param = options.param ?? null;
+    this.retryAfterSeconds = options.retryAfterSeconds === undefined ? undefined : Math.max(1, Math.ceil(options.retryAfterSeconds));
   }
 
   /**
@@ -97,6 +102,7 @@ export class IrisError extends Error {
       code: this.code,
       param: changes.param === undefined ? this.param : changes.param,
       ...(cause === undefined ? {} : { cause }),
+      retryAfterSeconds: this.retryAfterSeconds,
     });
   }
 
@@ -159,9 +165,12 @@ export function invalidApiKey(message = 'Incorrect or missing API key. Send it a
   return new IrisError(message, { status: 401, type: 'authentication_error', code: 'invalid_api_key' });
 }
 
-/** A 429 `rate_limit_error` (`server_overloaded` unless told): too many requests wait already; retry later. */
-export function tooManyRequests(message: string, code: IrisErrorCode = 'server_overloaded'): IrisError {
-  return new IrisError(message, { status: 429, type: 'rate_limit_error', code });
+/**
+ * A 429 `rate_limit_error` (`server_overloaded` unless told): too many requests wait already; retry after
+ * `retryAfterSeconds` (sent as `Retry-After`).
+ */
+export function tooManyRequests(message: string, code: IrisErrorCode = 'server_overloaded', retryAfterSeconds?: number): IrisError {
+  return new IrisError(message, { status: 429, type: 'rate_limit_error', code, retryAfterSeconds });
 }
 
 /** A 499: the client went away (or cancelled) before the answer was ready. Nobody reads it; logs do. */
@@ -180,12 +189,18 @@ export function payloadTooLarge(message: string, param: string | null = null, co
 }
 
 /** A 503: the engine is not able to take the request right now (restarting, loading, shut down). */
-export function engineUnavailable(message: string, code: IrisErrorCode = 'model_unavailable', cause?: unknown): IrisError {
+export function engineUnavailable(
+  message: string,
+  code: IrisErrorCode = 'model_unavailable',
+  cause?: unknown,
+  retryAfterSeconds?: number,
+): IrisError {
   return new IrisError(message, {
     status: 503,
     type: 'service_unavailable_error',
     code,
     ...(cause === undefined ? {} : { cause }),
+    retryAfterSeconds,
   });
 }
 

@@ -1,6 +1,8 @@
 /**
  * `iris serve`: load config, make sure a llama-server binary and the model files exist, start one
- * supervised engine per model, and serve the HTTP API until SIGTERM/SIGINT, then dispose in reverse order.
+ * supervised engine per model, and serve the HTTP API until SIGTERM/SIGINT. The first signal drains (see
+ * http/drain.ts: /ready 503, new requests 503, requests in flight finish within --shutdown-grace), then
+ * disposes in reverse order and exits 0; a second signal exits at once.
  */
 import { parseArgs } from 'node:util';
 import { serveFlagOptions, serveHelpText } from '../config/command-line.js';
@@ -9,10 +11,13 @@ import { flagKey } from '../config/settings.js';
 import type { IrisConfig, ModelConfig } from '../config/config.js';
 import { isLoopbackHost } from '../http/auth.js';
 import { createApp } from '../http/app.js';
+import { Drain } from '../http/drain.js';
+import { startMetricsServer } from '../http/metrics-server.js';
 import { RemoteImageFetcher } from '../images/fetch-remote-image.js';
 import { ImagePipeline } from '../images/image-pipeline.js';
 import { MediaHostRuleError, MediaHostRules } from '../images/media-host-rules.js';
 import { createLogger, type Logger } from '../logger.js';
+import { IrisMetrics } from '../metrics/iris-metrics.js';
 import { resolveDefaultModel } from '../models/default-model.js';
 import { ModelRegistry } from '../models/model-registry.js';
 import { ModelSources, type LlamaServerBinary } from '../models/model-sources.js';
@@ -54,7 +59,8 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
   let binary: Promise<LlamaServerBinary> | undefined;
   const llamaServer = (): Promise<LlamaServerBinary> => (binary ??= locateLlamaServer(config, deps));
 
-  const sources = new ModelSources(models, { config, logger, env: deps.env, llamaServer, userAgent: `Iris/${IRIS_VERSION}` });
+  const metrics = new IrisMetrics();
+  const sources = new ModelSources(models, { config, logger, env: deps.env, llamaServer, userAgent: `Iris/${IRIS_VERSION}`, metrics });
   // Build (once per machine) before listening, so a first start shows its progress and fails early.
   if (sources.needsLlamaServer()) await llamaServer();
   const registry = new ModelRegistry(sources.definitions(), {
@@ -65,6 +71,15 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
     discover: sources.discover,
     unknownModelHint: sources.unknownModelHint(),
   });
+  metrics.readModelsFrom(() =>
+    registry.list().map((status) => ({
+      model: status.definition.id,
+      loaded: status.state === 'loaded',
+      memoryBytes: status.memoryBytes,
+      running: status.running,
+      waiting: status.waiting,
+    })),
+  );
   const preload = config.models.length > 0 ? config.preload : models.map((model) => model.id);
   const fetcher = new RemoteImageFetcher({
     rules,
@@ -80,28 +95,44 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
       fetchCacheBytes: config.images.fetchCacheBytes,
       fetchCacheTtlMs: config.images.fetchCacheTtlMs,
     },
-    { fetcher },
+    { fetcher, metrics },
   );
-  const app = createApp({ config, registry, images, logger, preload, version: IRIS_VERSION });
+  const drain = new Drain();
+  const app = createApp({ config, registry, images, logger, preload, version: IRIS_VERSION, metrics, drain });
+  let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
 
   let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
-    if (stopping) return;
+  const stop = async (signal: NodeJS.Signals): Promise<void> => {
+    if (stopping) {
+      // The children die with us (exit hook and pdeathsig).
+      logger.warn({ signal }, 'second signal: stopping now');
+      logger.flush();
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    }
     stopping = true;
-    logger.info({ signal }, 'shutting down');
+    logger.info({ signal, inFlight: drain.inFlight, graceMs: config.shutdownGrace }, 'shutting down: draining requests in flight');
+    await drain.begin(Math.max(0, config.shutdownGrace), app.server);
+    logger.info({ unfinished: drain.inFlight }, 'drained; stopping');
     await app.close().catch((error: unknown) => logger.error({ err: error }, 'error while closing the HTTP server'));
+    await metricsServer?.app.close();
     await registry.dispose();
     images.dispose();
     await fetcher.dispose();
     logger.flush();
     process.exit(0);
   };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
 
   const address = await app.listen({ host: config.host, port: config.port }).catch((error: unknown) => {
     throw listenError(error, config.host, config.port);
   });
+  if (config.metricsPort !== undefined) {
+    metricsServer = await startMetricsServer(config.host, config.metricsPort, { metrics, registry }).catch((error: unknown) => {
+      throw new CliUsageError(`Cannot serve metrics on ${config.host}:${config.metricsPort} (--metrics-port / IRIS_METRICS_PORT): ${(error as Error).message}`);
+    });
+    logger.info({ address: metricsServer.address }, `metrics (no API key) on ${metricsServer.address}/metrics`);
+  }
   logger.info({ address, models: models.map((model) => model.id) }, `Iris ${IRIS_VERSION} listening on ${address}`);
   void registry.preload(preload);
 }

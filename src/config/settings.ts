@@ -261,6 +261,24 @@ export const SERVER_SETTINGS = {
     placeholder: 'LEVEL',
     help: 'fatal|error|warn|info|debug|trace|silent',
   }),
+  /** A second port serving only GET /metrics, without authentication (for a scraper on a private network). */
+  metricsPort: setting({
+    schema: z.number().int().min(1).max(65535).optional(),
+    flag: 'metrics-port',
+    env: 'IRIS_METRICS_PORT',
+    input: 'integer',
+    placeholder: 'PORT',
+    help: 'also serve GET /metrics on this port, without an API key',
+  }),
+  /** On SIGTERM/SIGINT, how long requests in flight may take to finish before they are ended (ms after parsing). */
+  shutdownGrace: setting({
+    schema: durationSchema.pipe(z.number().min(0, 'must not be negative (0 ends requests in flight at once)')),
+    default: '30s',
+    flag: 'shutdown-grace',
+    env: 'IRIS_SHUTDOWN_GRACE',
+    placeholder: 'DURATION',
+    help: 'on SIGTERM/SIGINT, how long requests in flight may take to finish',
+  }),
   /** Hugging Face hub endpoint. */
   hubEndpoint: setting({
     schema: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),

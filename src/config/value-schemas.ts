@@ -65,4 +65,6 @@ export const upstreamConfigSchema = z.strictObject({
   vision: z.boolean().default(true),
   /** Connect + first-byte timeout per attempt, in ms. @default 30000 */
   timeoutMs: z.number().int().min(100).default(30_000),
+  /** Longest silence between two chunks of a streamed answer, in ms; the attempt fails after it. @default 60000 */
+  idleTimeoutMs: z.number().int().min(100).default(60_000),
 });

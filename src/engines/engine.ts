@@ -110,6 +110,8 @@ export interface EngineRequest {
   n?: number;
   /** Aborted when the client goes away; the engine stops generating. */
   signal: AbortSignal;
+  /** The request id (logged with every line about the request, forwarded to remote engines). */
+  requestId?: string | undefined;
 }
 
 // Usage, finish reason and the parts of a finished choice are part of the wire format; engines report them
@@ -167,6 +169,11 @@ export interface Engine {
    * completion would, without generating. Absent on engines that cannot count. Rejects with an IrisError.
    */
   countPromptTokens?(request: EngineTokenCountRequest): Promise<number>;
+  /**
+   * The engine's own Prometheus metrics text (llama-server's `/metrics`), read now; undefined while it is
+   * not running. Absent on engines that have none. Never starts the engine.
+   */
+  scrapeMetrics?(signal: AbortSignal): Promise<string | undefined>;
   /** Whether the engine can take a request right now without starting or restarting. */
   isReady(): boolean;
   /** Resolves once the engine can take requests (starting it if needed). */

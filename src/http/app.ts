@@ -2,16 +2,19 @@
  * Builds the Fastify app: body parsing, auth on the API routes, the routes, and the one error handler.
  * The app owns no resources of its own; main.ts creates the parts it is given and disposes of them.
  */
-import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { IrisConfig } from '../config/config.js';
 import type { ImagePipeline } from '../images/image-pipeline.js';
 import type { Logger } from '../logger.js';
+import type { IrisMetrics } from '../metrics/iris-metrics.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { createAuthCheck } from './auth.js';
+import type { Drain } from './drain.js';
 import { installErrorHandler } from './error-handler.js';
+import { observeRequests, requestIdOf } from './request-observation.js';
 import { registerChatCompletions } from './routes/chat-completions.js';
 import { registerHealth } from './routes/health.js';
+import { registerMetrics } from './routes/metrics.js';
 import { registerModels } from './routes/models.js';
 import { registerTokenize } from './routes/tokenize.js';
 import { isPublicWebPath, registerWeb } from './routes/web.js';
@@ -26,19 +29,27 @@ export interface AppDeps {
   preload: readonly string[];
   /** Server version, for `system_fingerprint`. */
   version: string;
+  metrics: IrisMetrics;
+  /** Shutdown state: refuses new requests and ends late ones once a drain has begun. */
+  drain: Drain;
 }
 
 /** Paths that need no API key. */
 const PUBLIC_PATHS = new Set(['/health', '/ready']);
+/** Paths that check keys themselves (only the operator's keys read metrics). */
+const OWN_AUTH_PATHS = new Set(['/metrics']);
 
 /** Creates the HTTP app (not listening yet). */
 export function createApp(deps: AppDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: deps.config.limits.maxBodyBytes,
-    genReqId: () => `req_${randomUUID().replace(/-/g, '')}`,
+    genReqId: requestIdOf,
     requestIdHeader: false,
-    return503OnClosing: true,
+    // request-observation.ts writes one access line per request instead of Fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
+    // While closing, the drain hook answers 503 with Retry-After in the API's own error shape.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
   });
 
@@ -48,14 +59,21 @@ export function createApp(deps: AppDeps): FastifyInstance {
   });
 
   const checkAuth = createAuthCheck(deps.config.apiKeys);
+  observeRequests(app, deps);
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
     const path = request.url.split('?')[0] ?? '';
-    if (!PUBLIC_PATHS.has(path) && !isPublicWebPath(path)) checkAuth(request);
+    const isPublic = PUBLIC_PATHS.has(path) || isPublicWebPath(path);
+    if (deps.drain.draining && !isPublic && !OWN_AUTH_PATHS.has(path)) {
+      void reply.header('connection', 'close');
+      throw deps.drain.refusal();
+    }
+    if (!isPublic && !OWN_AUTH_PATHS.has(path)) checkAuth(request);
   });
 
-  installErrorHandler(app);
-  registerHealth(app, { registry: deps.registry, preload: deps.preload });
+  installErrorHandler(app, { retryAfterSeconds: () => (deps.drain.draining ? deps.drain.retryAfterSeconds() : 1) });
+  registerHealth(app, { registry: deps.registry, preload: deps.preload, draining: () => deps.drain.draining });
+  registerMetrics(app, { metrics: deps.metrics, registry: deps.registry, adminKeys: deps.config.apiKeys });
   registerModels(app, deps);
   registerChatCompletions(app, {
     ...deps,

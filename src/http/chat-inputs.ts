@@ -4,15 +4,18 @@
  */
 import type { EngineCapabilities, EngineContentPart, EngineImage, EngineMessage, EngineRequest } from '../engines/engine.js';
 import { invalidRequest } from '../errors.js';
-import type { ImageInput, ImagePipeline } from '../images/image-pipeline.js';
+import type { ImageInput, ImagePipeline, PreparedImage } from '../images/image-pipeline.js';
 import type { ModelAdmission } from '../models/model-registry.js';
 import type { ChatMessage, ChatRequest } from '../protocol/chat-request.js';
+import type { ImageReport } from '../protocol/chat-response.js';
 
 /** Engine messages and what their images cost. */
 export interface ChatInputs {
   messages: EngineMessage[];
   /** Predicted prompt tokens of each image, in order; undefined entries where the projector is not modelled. */
   imageTokens: (number | undefined)[];
+  /** What became of each image, in order (the `images` extension field). */
+  images: ImageReport[];
 }
 
 /**
@@ -53,10 +56,23 @@ export async function toEngineInputs(
       'too_many_images',
     );
   }
-  const prepared = await images.prepare(inputs, imagePolicy, signal);
+  const prepared = await images.prepare(inputs, imagePolicy, signal, { maxImageTokens: chat.max_image_tokens ?? undefined });
   let next = 0;
   const messages = chat.messages.map((message) => toEngineMessage(message, () => prepared[next++] as EngineImage));
-  return { messages, imageTokens: prepared.map((image) => image.tokens) };
+  return { messages, imageTokens: prepared.map((image) => image.tokens), images: prepared.map(toImageReport) };
+}
+
+function toImageReport(image: PreparedImage): ImageReport {
+  return {
+    source: image.source,
+    format: image.sourceFormat,
+    original_width: image.sourceWidth,
+    original_height: image.sourceHeight,
+    width: image.width,
+    height: image.height,
+    detail: image.detail,
+    tokens: image.tokens ?? null,
+  };
 }
 
 /** Refuses what the model's engine cannot do, by the field that asks for it. */

@@ -47,10 +47,11 @@ describe('ImagePipeline', () => {
     const [second] = await pipeline.prepare([input('https://x.test/a.png', 0)], GENERIC_IMAGE_POLICY);
     const [viaData] = await pipeline.prepare([input(dataUri(a), 0)], GENERIC_IMAGE_POLICY);
     assert.equal(fetcher.calls.length, 1, 'the second request used the fetch cache');
-    assert.equal(second, first, 'the decoded image came from the cache');
-    assert.equal(viaData, first, 'the same bytes as a data URI hit the same cache entry');
+    assert.equal(second?.data, first?.data, 'the decoded image came from the cache');
+    assert.equal(viaData?.data, first?.data, 'the same bytes as a data URI hit the same cache entry');
+    assert.deepEqual([first?.source, viaData?.source], ['url', 'data'], 'each part keeps its own source');
     const [high] = await pipeline.prepare([input(dataUri(a), 0, 'high')], GENERIC_IMAGE_POLICY);
-    assert.notEqual(high, first, 'another detail is another entry');
+    assert.notEqual(high?.data, first?.data, 'another detail is another entry');
     const uncached = new ImagePipeline({ limits: LIMITS, fetchCacheBytes: 0, decodedCacheBytes: 0 }, { fetcher });
     await uncached.prepare([input('https://x.test/a.png', 0)], GENERIC_IMAGE_POLICY);
     await uncached.prepare([input('https://x.test/a.png', 0)], GENERIC_IMAGE_POLICY);

@@ -8,6 +8,10 @@
  * the same image URL on every turn does not download it again), and normalized images by content hash
  * (sha256 of the bytes, plus the policy and detail that shaped them), so a repeated image skips decode and
  * resize altogether. Both are LRUs bounded by bytes.
+ *
+ * A request may cap its images' tokens (`max_image_tokens`): when the sizes the policy picks cost more,
+ * images are made smaller within the policy (see {@link fitImageTokens}) and normalized again from the
+ * bytes already at hand, or the request is refused with a 400 naming the fewest tokens reachable.
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
@@ -15,7 +19,8 @@ import { IrisError, invalidRequest, payloadTooLarge } from '../errors.js';
 import type { ImageDetail } from '../protocol/chat-request.js';
 import { decodeDataUri, isDataUri } from './data-uri.js';
 import type { ByteBudget, FetchImageOptions, FetchedImage } from './fetch-remote-image.js';
-import type { ImagePolicy } from './image-policy.js';
+import type { ImageMetrics } from '../metrics/iris-metrics.js';
+import { fitImageTokens, type ImagePolicy } from './image-policy.js';
 import { normalizeImage, type NormalizedImage } from './normalize-image.js';
 
 /** One image part of a request. */
@@ -59,23 +64,38 @@ export interface ImageFetcher {
 /** What the pipeline is built from. */
 export interface ImagePipelineDeps {
   fetcher: ImageFetcher;
+  /** Where fetch and preprocessing times and cache hits are reported. */
+  metrics?: ImageMetrics | undefined;
 }
 
-/** An image ready for the engine, with its predicted token count. */
-export type PreparedImage = NormalizedImage;
+/** An image ready for the engine, with its predicted token count and where it came from. */
+export interface PreparedImage extends NormalizedImage {
+  /** A data URI or a URL Iris fetched. */
+  source: 'data' | 'url';
+  /** The `detail` the request asked for. */
+  detail: ImageDetail;
+}
+
+/** Per-request options of {@link ImagePipeline.prepare}. */
+export interface PrepareOptions {
+  /** The most prompt tokens the request's images may cost together (extension `max_image_tokens`). */
+  maxImageTokens?: number | undefined;
+}
 
 /** Prepares a request's images for an engine. Owns its caches; call {@link dispose} when done. */
 export class ImagePipeline {
   readonly #limits: ImagePipelineLimits;
   readonly #background: string;
   readonly #fetcher: ImageFetcher;
-  readonly #decoded: LRUCache<string, PreparedImage> | undefined;
+  readonly #decoded: LRUCache<string, NormalizedImage> | undefined;
+  readonly #metrics: ImageMetrics | undefined;
   readonly #fetched: LRUCache<string, Uint8Array> | undefined;
 
   constructor(options: ImagePipelineOptions, deps: ImagePipelineDeps) {
     this.#limits = options.limits;
     this.#background = options.background ?? '#ffffff';
     this.#fetcher = deps.fetcher;
+    this.#metrics = deps.metrics;
     const decodedBytes = options.decodedCacheBytes ?? 256 * 1024 * 1024;
     const fetchedBytes = options.fetchCacheBytes ?? 64 * 1024 * 1024;
     const ttl = options.fetchCacheTtlMs ?? 60_000;
@@ -91,7 +111,7 @@ export class ImagePipeline {
    * Fetches, decodes and normalizes all images, in order. Throws a 4xx naming the first bad part found; the
    * other downloads of the request are then abandoned.
    */
-  async prepare(inputs: readonly ImageInput[], policy: ImagePolicy, signal?: AbortSignal): Promise<PreparedImage[]> {
+  async prepare(inputs: readonly ImageInput[], policy: ImagePolicy, signal?: AbortSignal, options: PrepareOptions = {}): Promise<PreparedImage[]> {
     const limits = this.#limits;
     if (inputs.length > limits.maxImagesPerRequest) {
       throw invalidRequest(
@@ -105,7 +125,7 @@ export class ImagePipeline {
     const failed = new AbortController();
     const combined = signal ? AbortSignal.any([signal, failed.signal]) : failed.signal;
     const downloads = new Map<string, Promise<Uint8Array>>();
-    const normalizations = new Map<string, Promise<PreparedImage>>();
+    const normalizations = new Map<string, Promise<NormalizedImage>>();
 
     // Data URIs are decoded (and counted) first, in order, so their errors are deterministic.
     const sources = inputs.map((input) => {
@@ -119,29 +139,48 @@ export class ImagePipeline {
       return { input, param, bytes };
     });
 
-    const prepareOne = async ({ input, param, bytes }: (typeof sources)[number]): Promise<PreparedImage> => {
-      const data = bytes ?? (await this.#download(input.url, param, budget, downloads, combined));
-      const key = `${sha256(data)}:${input.detail}:${JSON.stringify(policy)}`;
+    const normalize = async (data: Uint8Array, input: ImageInput, param: string, size?: { width: number; height: number }): Promise<NormalizedImage> => {
+      const key = `${sha256(data)}:${input.detail}:${JSON.stringify(policy)}${size ? `:${size.width}x${size.height}` : ''}`;
       const cached = this.#decoded?.get(key);
-      if (cached) return cached;
+      if (cached) {
+        this.#metrics?.cacheHit('decoded');
+        return cached;
+      }
       let pending = normalizations.get(key);
       if (!pending) {
-        pending = normalizeImage(data, policy, input.detail, { maxPixels: limits.maxImagePixels, background: this.#background }, param);
+        const started = performance.now();
+        pending = normalizeImage(data, policy, input.detail, { maxPixels: limits.maxImagePixels, background: this.#background }, param, size);
+        void pending.then(() => this.#metrics?.observePreprocess((performance.now() - started) / 1000), () => undefined);
         normalizations.set(key, pending);
       }
       const image = await pending;
       this.#decoded?.set(key, image);
       return image;
     };
+    const prepareOne = async ({ input, param, bytes }: (typeof sources)[number]): Promise<{ image: PreparedImage; data: Uint8Array }> => {
+      const data = bytes ?? (await this.#download(input.url, param, budget, downloads, combined));
+      const image = await normalize(data, input, param);
+      return { image: { ...image, source: bytes === undefined ? 'url' : 'data', detail: input.detail }, data };
+    };
+    const guarded = <T>(work: Promise<T>, param: string): Promise<T> =>
+      work.catch((error: unknown) => {
+        failed.abort();
+        throw rename(error, param);
+      });
 
     try {
+      const prepared = await Promise.all(sources.map((source) => guarded(prepareOne(source), source.param)));
+      const images = prepared.map(({ image }) => image);
+      if (options.maxImageTokens === undefined) return images;
+      const sizes = fitToTokenCap(images, policy, options.maxImageTokens);
       return await Promise.all(
-        sources.map((source) =>
-          prepareOne(source).catch((error: unknown) => {
-            failed.abort();
-            throw rename(error, source.param);
-          }),
-        ),
+        prepared.map(async ({ image, data }, index) => {
+          const size = sizes[index]!;
+          if (size.width === image.width && size.height === image.height) return image;
+          const source = sources[index]!;
+          const smaller = await guarded(normalize(data, source.input, source.param, size), source.param);
+          return { ...smaller, source: image.source, detail: image.detail };
+        }),
       );
     } finally {
       failed.abort();
@@ -160,12 +199,15 @@ export class ImagePipeline {
     if (!pending) {
       const cached = this.#fetched?.get(url);
       if (cached) {
+        this.#metrics?.cacheHit('fetched');
         chargeBudget(budget, cached.length, param);
         pending = Promise.resolve(cached);
       } else {
+        const started = performance.now();
         pending = this.#fetcher
           .fetch(url, { param, maxBytes: this.#limits.maxImageBytes, budget, signal })
           .then((fetched) => {
+            this.#metrics?.observeFetch((performance.now() - started) / 1000);
             this.#fetched?.set(url, fetched.bytes);
             return fetched.bytes;
           });
@@ -174,6 +216,30 @@ export class ImagePipeline {
     }
     return pending;
   }
+}
+
+/** The sizes that keep the images within `maxTokens`; a 400 naming `max_image_tokens` when none can. */
+function fitToTokenCap(images: readonly PreparedImage[], policy: ImagePolicy, maxTokens: number): { width: number; height: number }[] {
+  const planned = images.map((image) => {
+    if (image.tokens === undefined) {
+      throw invalidRequest(
+        "max_image_tokens cannot be honoured for this model: how many tokens its images cost is not known to Iris.",
+        'max_image_tokens',
+        'unsupported_parameter',
+      );
+    }
+    return { sourceWidth: image.sourceWidth, sourceHeight: image.sourceHeight, width: image.width, height: image.height, tokens: image.tokens };
+  });
+  const fitted = fitImageTokens(policy, planned, maxTokens);
+  if (!fitted.fits) {
+    throw invalidRequest(
+      `The images of this request cost at least ${fitted.minimumTokens} tokens even at the lowest resolution this model's ` +
+        `image policy allows, more than max_image_tokens (${maxTokens}).`,
+      'max_image_tokens',
+      'invalid_value',
+    );
+  }
+  return fitted.images;
 }
 
 function chargeBudget(budget: ByteBudget, bytes: number, param: string): void {

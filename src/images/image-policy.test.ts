@@ -9,6 +9,7 @@ import { ggufValue } from '../gguf/gguf-values.js';
 import { synthesizeModel } from '../synth/recipes.js';
 import {
   GENERIC_IMAGE_POLICY,
+  fitImageTokens,
   imagePolicyFromMetadata,
   imagePolicyFromMmproj,
   imageTokenCount,
@@ -164,5 +165,36 @@ describe('targetImageSize and detail', () => {
   it('never returns an empty side, even for extreme aspect ratios', () => {
     assert.deepEqual(targetImageSize(tiling, 10_000, 1, 'low'), { width: 32, height: 1 });
     assert.deepEqual(targetImageSize(tiling, 1, 10_000, 'auto'), { width: 1, height: 128 });
+  });
+});
+
+describe('fitImageTokens', () => {
+  const tiling = clip('idefics3', 32, 8);
+  const planned = (width: number, height: number, detail: 'low' | 'high' | 'auto') => {
+    const size = targetImageSize(tiling, width, height, detail);
+    return { sourceWidth: width, sourceHeight: height, ...size, tokens: imageTokenCount(tiling, size.width, size.height)! };
+  };
+
+  it('lowers the costliest image first until the total fits, never below the low size', () => {
+    const images = [planned(128, 96, 'high'), planned(64, 64, 'high')];
+    const before = images.reduce((sum, image) => sum + image.tokens, 0);
+    const low = [planned(128, 96, 'low'), planned(64, 64, 'low')].reduce((sum, image) => sum + image.tokens, 0);
+    const cap = Math.floor((before + low) / 2);
+    const fitted = fitImageTokens(tiling, images, cap);
+    assert.ok(fitted.fits);
+    const total = fitted.images.reduce((sum, image) => sum + image.tokens, 0);
+    assert.ok(total <= cap && total >= low, `${low} <= ${total} <= ${cap}`);
+    for (const image of fitted.images) {
+      assert.equal(image.tokens, imageTokenCount(tiling, image.width, image.height));
+      assert.ok(Math.abs(image.width / image.height - image.sourceWidth / image.sourceHeight) < 0.1, 'aspect ratio kept');
+    }
+  });
+
+  it('a cap below what the low size costs cannot be met, and says the minimum', () => {
+    const images = [planned(128, 96, 'high')];
+    const low = planned(128, 96, 'low').tokens;
+    assert.deepEqual(fitImageTokens(tiling, images, low - 1), { fits: false, minimumTokens: low });
+    const exact = fitImageTokens(tiling, images, low);
+    assert.ok(exact.fits && exact.images[0]!.tokens === low);
   });
 });

@@ -320,3 +320,70 @@ export function describeImagePolicy(policy: ImagePolicy): string {
       return `${policy.projector}: not modelled; images capped at ${policy.maxEdge}px, tokens not predicted`;
   }
 }
+
+/** One image as {@link fitImageTokens} sees it: its source size and the size and tokens planned for it. */
+export interface PlannedImageSize {
+  sourceWidth: number;
+  sourceHeight: number;
+  width: number;
+  height: number;
+  tokens: number;
+}
+
+/**
+ * Lowers the resolution of images until their tokens add up to at most `maxTokens`: the image costing the
+ * most steps down first, each step the next smaller size (same aspect ratio) that costs fewer tokens, never
+ * below what `detail: low` sends. Returns the new plan, or the fewest tokens reachable when even that is
+ * more than `maxTokens`.
+ */
+export function fitImageTokens(
+  policy: ImagePolicy,
+  images: readonly PlannedImageSize[],
+  maxTokens: number,
+): { fits: true; images: PlannedImageSize[] } | { fits: false; minimumTokens: number } {
+  const plan = images.map((image) => ({ ...image }));
+  let total = plan.reduce((sum, image) => sum + image.tokens, 0);
+  const stuck = new Set<number>();
+  while (total > maxTokens) {
+    let pick = -1;
+    for (let index = 0; index < plan.length; index += 1) {
+      if (stuck.has(index)) continue;
+      if (pick === -1 || plan[index]!.tokens > plan[pick]!.tokens) pick = index;
+    }
+    if (pick === -1) {
+      const minimumTokens = images.reduce((sum, image) => sum + lowestTokens(policy, image), 0);
+      return { fits: false, minimumTokens };
+    }
+    const smaller = smallerImageSize(policy, plan[pick]!);
+    if (smaller === undefined) {
+      stuck.add(pick);
+      continue;
+    }
+    total -= plan[pick]!.tokens - smaller.tokens;
+    plan[pick] = smaller;
+  }
+  return { fits: true, images: plan };
+}
+
+/** The next smaller size of `image` that costs fewer tokens, not below the `low` size; undefined if none. */
+function smallerImageSize(policy: ImagePolicy, image: PlannedImageSize): PlannedImageSize | undefined {
+  const { sourceWidth, sourceHeight } = image;
+  const floor = targetImageSize(policy, sourceWidth, sourceHeight, 'low');
+  let scale = image.width / sourceWidth;
+  for (let step = 0; step < 200; step += 1) {
+    scale *= 0.95;
+    let width = Math.max(1, Math.floor(sourceWidth * scale));
+    let height = Math.max(1, Math.floor(sourceHeight * scale));
+    const atFloor = width <= floor.width || height <= floor.height;
+    if (atFloor) ({ width, height } = floor);
+    const tokens = imageTokenCount(policy, width, height);
+    if (tokens !== undefined && tokens < image.tokens) return { sourceWidth, sourceHeight, width, height, tokens };
+    if (atFloor) return undefined;
+  }
+  return undefined;
+}
+
+function lowestTokens(policy: ImagePolicy, image: PlannedImageSize): number {
+  const floor = targetImageSize(policy, image.sourceWidth, image.sourceHeight, 'low');
+  return Math.min(image.tokens, imageTokenCount(policy, floor.width, floor.height) ?? image.tokens);
+}

@@ -54,13 +54,17 @@ export function restrictImageLoaders(): void {
   loadersRestricted = true;
 }
 
-/** Sniffs, decodes and normalizes `bytes`; throws a 400 (or 413 over the pixel limit) naming `param`. */
+/**
+ * Sniffs, decodes and normalizes `bytes`; throws a 400 (or 413 over the pixel limit) naming `param`.
+ * `size`, when given, replaces the size the policy picks for `detail` (a smaller one chosen to fit a token cap).
+ */
 export async function normalizeImage(
   bytes: Uint8Array,
   policy: ImagePolicy,
   detail: ImageDetail,
   options: NormalizeOptions,
   param: string,
+  size?: { width: number; height: number },
 ): Promise<NormalizedImage> {
   restrictImageLoaders();
   const format = sniffFormat(bytes);
@@ -85,7 +89,7 @@ export async function normalizeImage(
     const rotated = (metadata.orientation ?? 1) >= 5;
     const sourceWidth = rotated ? height : width;
     const sourceHeight = rotated ? width : height;
-    const target = targetImageSize(policy, sourceWidth, sourceHeight, detail);
+    const target = size ?? targetImageSize(policy, sourceWidth, sourceHeight, detail);
     let pipeline = open().autoOrient();
     if (target.width !== sourceWidth || target.height !== sourceHeight) {
       pipeline = pipeline.resize({ width: target.width, height: target.height, fit: 'fill', kernel: 'lanczos3' });

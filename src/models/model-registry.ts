@@ -45,6 +45,10 @@ export interface ModelStatus {
   memoryBytes: number | undefined;
   /** Requests holding the model now. */
   active: number;
+  /** Requests holding one of its slots now. */
+  running: number;
+  /** Requests waiting for one of its slots now. */
+  waiting: number;
 }
 
 /** A model held for one request; call `release` exactly once when the request is over. */
@@ -210,7 +214,16 @@ export class ModelRegistry {
       state: entry.state,
       memoryBytes: entry.memoryBytes,
       active: entry.active,
+      running: entry.scheduler.running,
+      waiting: entry.scheduler.waiting,
     }));
+  }
+
+  /** The engines of the loaded models, by model id (for scraping their own metrics). */
+  loadedEngines(): { id: string; engine: Engine }[] {
+    return [...this.#entries.values()]
+      .filter((entry) => entry.state === 'loaded' && entry.engine !== undefined)
+      .map((entry) => ({ id: entry.definition.id, engine: entry.engine! }));
   }
 
   /** Whether a model is loaded and its engine can take a request now. */
@@ -386,11 +399,15 @@ export class ModelRegistry {
     while (used + needed > budget) {
       const victim = idle.shift();
       if (!victim) {
-        const busy = others.filter((other) => other.reservedBytes > 0).map((other) => other.definition.id);
+        const busy = others.filter((other) => other.reservedBytes > 0);
+        // Room opens when the first busy model goes idle: the quickest of their queues to drain.
+        const retryAfterSeconds = Math.min(60, ...busy.map((other) => other.scheduler.drainEstimateSeconds()));
         throw engineUnavailable(
           `Not enough memory to load model '${id}' (about ${formatBytes(needed)}): the memory budget of ` +
-            `${formatBytes(budget)} is held by models serving requests now (${busy.join(', ')}). Retry later.`,
+            `${formatBytes(budget)} is held by models serving requests now (${busy.map((other) => other.definition.id).join(', ')}). Retry later.`,
           'server_overloaded',
+          undefined,
+          retryAfterSeconds,
         );
       }
       victims.push(victim);

@@ -13,6 +13,7 @@ import { OpenAIUpstreamEngine } from '../engines/openai-upstream/openai-upstream
 import { engineUnavailable } from '../errors.js';
 import { GENERIC_IMAGE_POLICY, describeImagePolicy, imagePolicyFromMmproj, type ImagePolicy } from '../images/image-policy.js';
 import type { Logger } from '../logger.js';
+import type { IrisMetrics } from '../metrics/iris-metrics.js';
 import { CATALOG, resolveCatalogId } from './catalog.js';
 import { logProgress, pullModel } from './hub/index.js';
 import { estimateModelMemory } from './memory-estimate.js';
@@ -38,6 +39,8 @@ export interface ModelSourcesDeps {
   llamaServer(): Promise<LlamaServerBinary>;
   /** `User-Agent` Iris sends to remote servers. */
   userAgent: string;
+  /** Where engines report (restarts). */
+  metrics?: IrisMetrics | undefined;
 }
 
 /** Configured and discovered models, and how to get each ready. */
@@ -77,6 +80,7 @@ export class ModelSources {
         vision: upstream.vision,
         maxImagesPerRequest: config.limits.maxImagesPerRequest,
         timeoutMs: upstream.timeoutMs,
+        idleTimeoutMs: upstream.idleTimeoutMs,
       };
       // The remote server sizes images for its own model; Iris only normalizes them (orientation, format).
       return {
@@ -120,7 +124,8 @@ export class ModelSources {
       memoryBytes: estimate.totalBytes,
       imagePolicy,
       capabilities: LlamaServerEngine.capabilitiesFor(settings),
-      createEngine: (): Engine => new LlamaServerEngine(settings, { logger, env: this.#deps.env }),
+      createEngine: (): Engine =>
+        new LlamaServerEngine(settings, { logger, env: this.#deps.env, onRestart: () => this.#deps.metrics?.engineRestarts.inc({ model: model.id }) }),
     };
   };
 

@@ -151,6 +151,8 @@ export const chatRequestSchema = z.looseObject({
   repetition_penalty: nullableNumber(z.number().gt(0).max(10)),
   /** Extension (as in vLLM): keep generating past end-of-sequence until max_tokens; for benchmarks. */
   ignore_eos: z.boolean().nullable().optional(),
+  /** Extension: the most prompt tokens the request's images may cost together; Iris lowers their resolution to fit. */
+  max_image_tokens: nullableNumber(z.number().int().min(1)),
   n: nullableNumber(z.number().int().min(1)),
   logprobs: z.boolean().nullable().optional(),
   top_logprobs: nullableNumber(z.number().int().min(0).max(20)),

@@ -44,6 +44,27 @@ export interface ChatToolCallDelta {
   function: { name?: string; arguments: string };
 }
 
+/**
+ * Extension `images` of a response (and of a tokenize answer): what became of each image of the request,
+ * in request order.
+ */
+export interface ImageReport {
+  /** `data` for a data URI, `url` for an image Iris fetched. */
+  source: 'data' | 'url';
+  /** The format the bytes really were (`jpeg`, `png`, `webp`, ...). */
+  format: string;
+  /** Size of the image as sent, after EXIF orientation. */
+  original_width: number;
+  original_height: number;
+  /** Size it was handed to the model at. */
+  width: number;
+  height: number;
+  /** The `detail` asked for. */
+  detail: 'low' | 'high' | 'auto';
+  /** Prompt tokens it cost; null where the model's projector is not modelled. */
+  tokens: number | null;
+}
+
 /** A non-streamed chat completion. */
 export interface ChatCompletion {
   id: string;
@@ -58,6 +79,8 @@ export interface ChatCompletion {
     finish_reason: FinishReason;
   }[];
   usage: ChatUsage;
+  /** Extension: what became of each image (absent without images). */
+  images?: ImageReport[];
 }
 
 /** The delta of one streamed choice. */
@@ -82,6 +105,8 @@ export interface ChatCompletionChunk {
     finish_reason: FinishReason | null;
   }[];
   usage?: ChatUsage | null;
+  /** Extension, on the first chunk: what became of each image (absent without images). */
+  images?: ImageReport[];
 }
 
 /** Identity shared by every chunk of one completion. */

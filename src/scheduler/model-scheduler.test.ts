@@ -145,4 +145,27 @@ describe('ModelScheduler', () => {
     assert.equal(scheduler.running, 1);
     held();
   });
+
+  it('a full queue and a queue timeout say when to retry: the requests ahead times the average slot time', async () => {
+    const scheduler = new ModelScheduler({ slots: 1, maxQueued: 1, queueTimeoutMs: 60 });
+    // Three quick requests: the average slot time falls well under a second.
+    for (let round = 0; round < 3; round += 1) {
+      const release = await scheduler.acquire(never);
+      await delay(0);
+      release();
+    }
+    const quick = scheduler.drainEstimateSeconds();
+    assert.equal(quick, 1, 'short slot times round up to one second');
+    const held = await scheduler.acquire(never);
+    const waiting = track(scheduler.acquire(never));
+    await settle();
+    const full = await scheduler.acquire(never).catch((error: unknown) => error);
+    assert.ok(full instanceof IrisError && full.status === 429);
+    assert.equal(full.retryAfterSeconds, scheduler.drainEstimateSeconds());
+    await delay(150);
+    const timedOut = waiting.error();
+    assert.ok(timedOut instanceof IrisError && timedOut.status === 503);
+    assert.ok(timedOut.retryAfterSeconds !== undefined && timedOut.retryAfterSeconds >= 1);
+    held();
+  });
 });

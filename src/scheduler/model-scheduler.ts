@@ -33,6 +33,8 @@ export class ModelScheduler {
   #running = 0;
   #waiters: Waiter[] = [];
   #shutdown = new AbortController();
+  /** Moving average of how long a request holds its slots, in ms (for the drain estimate); 1 s until measured. */
+  #averageHoldMs = 1000;
 
   constructor(options: ModelSchedulerOptions) {
     this.#options = options;
@@ -54,6 +56,15 @@ export class ModelScheduler {
   }
 
   /**
+   * Seconds until a request arriving now would likely get a slot: the requests ahead of it, times the
+   * average time a slot is held, spread over the slots. What `Retry-After` says for a full queue or a
+   * queue timeout.
+   */
+  drainEstimateSeconds(): number {
+    return Math.max(1, Math.ceil(((this.#waiters.length + 1) * this.#averageHoldMs) / this.#options.slots / 1000));
+  }
+
+  /**
    * Waits for `slots` slots (default 1, at most the model's count) and resolves with their release
    * function; call it when done (stream finished, client gone, error) — later calls do nothing. Rejects
    * with 429 when the queue is full, 503 when the wait times out or the server shuts down, and with a
@@ -65,7 +76,7 @@ export class ModelScheduler {
     const need = Math.max(1, Math.min(slots, this.#options.slots));
     if (this.#waiters.length === 0 && this.#inUse + need <= this.#options.slots) return this.#take(need);
     if (this.#waiters.length >= this.#options.maxQueued) {
-      throw overloaded('Too many requests are waiting for this model; retry later.', 429);
+      throw overloaded('Too many requests are waiting for this model; retry later.', 429, 'server_overloaded', this.drainEstimateSeconds());
     }
     return new Promise<() => void>((resolve, reject) => {
       const stopWaiting = (error: IrisError) => {
@@ -79,7 +90,15 @@ export class ModelScheduler {
       const onAbort = () => stopWaiting(requestCancelled(signal.reason));
       const onShutdown = () => stopWaiting(shuttingDown());
       const timer = setTimeout(
-        () => stopWaiting(overloaded(`No slot of this model became free within ${this.#options.queueTimeoutMs} ms; retry later.`, 503)),
+        () =>
+          stopWaiting(
+            overloaded(
+              `No slot of this model became free within ${this.#options.queueTimeoutMs} ms; retry later.`,
+              503,
+              'server_overloaded',
+              this.drainEstimateSeconds(),
+            ),
+          ),
         this.#options.queueTimeoutMs,
       );
       const cleanup = () => {
@@ -109,9 +128,11 @@ export class ModelScheduler {
     this.#inUse += slots;
     this.#running += 1;
     let released = false;
+    const since = Date.now();
     return () => {
       if (released) return;
       released = true;
+      this.#averageHoldMs = 0.8 * this.#averageHoldMs + 0.2 * (Date.now() - since);
       this.#inUse -= slots;
       this.#running -= 1;
       this.#grantWaiting();
@@ -133,6 +154,11 @@ function shuttingDown(): IrisError {
   return overloaded('The server is shutting down.', 503, 'shutting_down');
 }
 
-function overloaded(message: string, status: 429 | 503, code: 'server_overloaded' | 'shutting_down' = 'server_overloaded'): IrisError {
-  return status === 429 ? tooManyRequests(message, code) : engineUnavailable(message, code);
+function overloaded(
+  message: string,
+  status: 429 | 503,
+  code: 'server_overloaded' | 'shutting_down' = 'server_overloaded',
+  retryAfterSeconds?: number,
+): IrisError {
+  return status === 429 ? tooManyRequests(message, code, retryAfterSeconds) : engineUnavailable(message, code, undefined, retryAfterSeconds);
 }

@@ -18,6 +18,8 @@ import { decodeOpenAIChatStream } from '../openai-stream-decoder.js';
 export interface LlamaServerEngineDeps {
   logger: Logger;
   env: NodeJS.ProcessEnv;
+  /** Called each time the child is restarted after dying. */
+  onRestart?: (() => void) | undefined;
 }
 
 /** An engine running one GGUF model in a supervised llama-server. */
@@ -98,7 +100,7 @@ export class LlamaServerEngine implements Engine {
         response = await this.#post(request, '/v1/chat/completions', cachePrompt);
       } catch (error) {
         if (cachePrompt && isStaleMediaCacheError(error)) {
-          this.#logger.warn({ err: error }, 'llama-server prompt cache split two images; retrying without prompt cache');
+          this.#logger.warn({ err: error, reqId: request.requestId }, 'llama-server prompt cache split two images; retrying without prompt cache');
           cachePrompt = false;
           continue;
         }
@@ -119,9 +121,9 @@ export class LlamaServerEngine implements Engine {
         }
         return;
       } catch (error) {
-        const irisError = error instanceof IrisError ? error : this.#connectionError(error, request.signal);
+        const irisError = error instanceof IrisError ? error : this.#connectionError(error, request.signal, request.requestId);
         if (!produced && cachePrompt && isStaleMediaCacheError(irisError)) {
-          this.#logger.warn('llama-server prompt cache split two images; retrying without prompt cache');
+          this.#logger.warn({ reqId: request.requestId }, 'llama-server prompt cache split two images; retrying without prompt cache');
           cachePrompt = false;
           continue;
         }
@@ -156,6 +158,23 @@ export class LlamaServerEngine implements Engine {
     return body.input_tokens;
   }
 
+  /**
+   * llama-server's own `/metrics` (it runs with `--metrics`), through the same connection pool as requests;
+   * the one place the child is scraped, so it sends whatever credentials the child's requests carry.
+   */
+  async scrapeMetrics(signal: AbortSignal): Promise<string | undefined> {
+    const baseUrl = this.process.baseUrl;
+    if (baseUrl === undefined) return undefined;
+    try {
+      const response = await httpRequest(`${baseUrl}/metrics`, { method: 'GET', dispatcher: this.#agent, signal });
+      const text = await response.body.text();
+      return response.statusCode === 200 ? text : undefined;
+    } catch (error) {
+      this.#logger.debug({ err: error }, 'could not read llama-server metrics');
+      return undefined;
+    }
+  }
+
   async dispose(): Promise<void> {
     await this.process.dispose();
     await this.#agent.close().catch(() => undefined);
@@ -177,21 +196,21 @@ export class LlamaServerEngine implements Engine {
         bodyTimeout: 0,
       });
     } catch (error) {
-      throw this.#connectionError(error, request.signal);
+      throw this.#connectionError(error, request.signal, request.requestId);
     }
     if (response.statusCode >= 400) {
       const text = await response.body.text().catch(() => '');
-      throw upstreamError(response.statusCode, parseUpstreamError(text), request);
+      throw upstreamError(response.statusCode, parseUpstreamError(text), request, this.process.startSeconds);
     }
     return response;
   }
 
   /** A socket error while talking to the child: the client went away, or the child died. */
-  #connectionError(error: unknown, signal: AbortSignal): IrisError {
+  #connectionError(error: unknown, signal: AbortSignal, requestId?: string): IrisError {
     if (signal.aborted) {
       return requestCancelled(error);
     }
-    this.#logger.warn({ err: error }, 'lost the connection to llama-server');
+    this.#logger.warn({ err: error, reqId: requestId }, 'lost the connection to llama-server');
     if (this.process.state === 'disposed') return engineUnavailable('The model is shutting down.', 'shutting_down', error);
     return engineFailed(
       'The model runner stopped while working on this request; it is being restarted. Retry the request.',
@@ -212,7 +231,7 @@ function streamErrorStatus(error: UpstreamErrorBody): number {
 }
 
 /** Maps an error llama-server answered with onto ours: its 4xx are the caller's fault, the rest ours. */
-function upstreamError(status: number, error: UpstreamErrorBody, request: EngineRequest): IrisError {
+function upstreamError(status: number, error: UpstreamErrorBody, request: EngineRequest, startSeconds?: number): IrisError {
   const message = error.message || 'llama-server rejected the request.';
   if (error.type === 'exceed_context_size_error') {
     return invalidRequest(`The request is too long for the model's context: ${message}`, 'messages', 'context_length_exceeded');
@@ -227,7 +246,8 @@ function upstreamError(status: number, error: UpstreamErrorBody, request: Engine
     return invalidRequest('logprobs cannot be combined with tools on this model.', 'logprobs', 'unsupported_parameter');
   }
   if (status >= 400 && status < 500) return invalidRequest(`The model rejected the request: ${message}`, null, 'invalid_request');
-  if (status === 503) return engineUnavailable(`The model is not ready: ${message}`);
+  // llama-server answers 503 while it loads the model: that takes about as long as its start did.
+  if (status === 503) return engineUnavailable(`The model is not ready: ${message}`, 'model_unavailable', undefined, startSeconds);
   return engineFailed(`The model failed: ${message}`);
 }
 

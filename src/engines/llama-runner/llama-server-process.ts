@@ -91,6 +91,8 @@ export interface LlamaServerProcessDeps {
   logger: Logger;
   /** Environment the child inherits (llama-server's own LLAMA_ARG_* variables are removed from it). */
   env: NodeJS.ProcessEnv;
+  /** Called each time the child is restarted after dying (for the restarts metric). */
+  onRestart?: (() => void) | undefined;
 }
 
 /** Lifecycle of the child. */
@@ -114,6 +116,7 @@ export class LlamaServerProcess {
   #lastError: IrisError | undefined;
   #recentLog: string[] = [];
   #restarts = 0;
+  #startMs = 0;
   #disposed = new AbortController();
 
   constructor(settings: LlamaServerSettings, deps: LlamaServerProcessDeps) {
@@ -130,6 +133,16 @@ export class LlamaServerProcess {
   /** How many times the child was restarted after dying. */
   get restarts(): number {
     return this.#restarts;
+  }
+
+  /** The child's base URL while it is healthy. */
+  get baseUrl(): string | undefined {
+    return this.#state === 'ready' ? this.#baseUrl : undefined;
+  }
+
+  /** How long the last start took, in seconds (at least 1): what a retry during a restart should wait. */
+  get startSeconds(): number {
+    return Math.max(1, Math.ceil(this.#startMs / 1000));
   }
 
   /** The child's pid while it runs. */
@@ -220,16 +233,21 @@ export class LlamaServerProcess {
         // It died while serving: bring it back; requests in flight already failed with their sockets.
         this.#state = 'restarting';
         this.#restarts += 1;
+        this.#deps.onRestart?.();
         void this.ready().catch((error: unknown) => logger.error({ err: error }, 'llama-server could not be restarted'));
       }
     });
 
     const baseUrl = `http://127.0.0.1:${port}`;
-    const deadline = Date.now() + settings.startTimeoutMs;
+    const started = Date.now();
+    const deadline = started + settings.startTimeoutMs;
     const startFailed = (why: string): IrisError =>
       engineUnavailable(
         `Model '${settings.id}' could not be started: llama-server ${why}. Last log lines: ${this.#recentLog.slice(-5).join(' | ')}`,
         'model_unavailable',
+        undefined,
+        // A retry starts it again: the next backoff plus the time this attempt took.
+        (500 * 2 ** (this.#failedStarts + 1) + Date.now() - started) / 1000,
       );
     let exitReason: string | undefined;
     void exited.then((how) => {
@@ -249,6 +267,7 @@ export class LlamaServerProcess {
       await sleep(100);
     }
     this.#baseUrl = baseUrl;
+    this.#startMs = Date.now() - started;
     this.#state = 'ready';
     logger.info({ port, pid: child.pid }, 'llama-server ready');
     return baseUrl;

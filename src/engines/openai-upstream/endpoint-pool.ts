@@ -35,6 +35,8 @@ export interface EndpointStatus {
 export interface EndpointPoolOptions<E> {
   /** First cooldown after a failure, in ms; doubles per consecutive failure. */
   cooldownMs: number;
+  /** 5xx answers to different requests in a row, with no success between, that cool an endpoint down. @default 3 */
+  serverErrorsBeforeCooldown?: number;
   /** Longest cooldown, in ms. */
   maxCooldownMs: number;
   /** Checks an endpoint whose cooldown ended. */
@@ -57,6 +59,8 @@ interface EndpointState<E> extends PooledEndpoint<E> {
   retryAt: number | undefined;
   lastFailure: string | undefined;
   attempts: number;
+  /** 5xx answers in a row (one per request at most), reset by a success. */
+  serverErrors: number;
   /** Bumped on every recorded outcome, so a probe that raced a request does not overwrite it. */
   generation: number;
   timer: NodeJS.Timeout | undefined;
@@ -83,6 +87,7 @@ export class EndpointPool<E extends { url: string }> {
       retryAt: undefined,
       lastFailure: undefined,
       attempts: 0,
+      serverErrors: 0,
       generation: 0,
       timer: undefined,
     }));
@@ -138,9 +143,25 @@ export class EndpointPool<E extends { url: string }> {
     }
     state.health = 'healthy';
     state.consecutiveFailures = 0;
+    state.serverErrors = 0;
     state.retryAt = undefined;
     clearTimeout(state.timer);
     state.timer = undefined;
+  }
+
+  /**
+   * The endpoint answered a request with a 5xx. One such answer may be the request's own fault, so it does
+   * not count as the endpoint failing; several in a row (to different requests) do.
+   */
+  recordServerError(endpoint: PooledEndpoint<E>, reason: string): void {
+    const state = this.#state(endpoint);
+    state.serverErrors += 1;
+    if (state.serverErrors >= (this.#options.serverErrorsBeforeCooldown ?? 3)) {
+      state.serverErrors = 0;
+      this.recordFailure(endpoint, reason);
+    } else {
+      this.#options.logger.info({ endpoint: state.displayUrl, reason, inARow: state.serverErrors }, 'upstream endpoint answered a server error');
+    }
   }
 
   /** The endpoint failed: cooldown (doubling per consecutive failure), then a probe. */

@@ -4,10 +4,13 @@
  *
  * Every request streams upstream, even a non-streaming one, so a client's disconnect closes the upstream
  * connection and stops generation at once. Requests go round-robin over the endpoints that are not in
- * cooldown; an endpoint that fails before the stream produced anything (connection error, timeout, 5xx)
- * is put in cooldown and the next one is tried, each at most once per request. Once text has been handed
- * on, a failure ends the stream with an `error` part instead. See {@link classifyUpstreamAnswer} for how
- * upstream HTTP errors map onto Iris's.
+ * cooldown; an endpoint that fails before the stream produced anything (connection error, timeout, a
+ * stream that stalls longer than the idle timeout) is put in cooldown and the next one is tried, each at
+ * most once per request. A 5xx answer is tried once more elsewhere and then goes to the client: it may be
+ * the request's own doing, so only 5xx answers to several requests in a row cool an endpoint down. Once
+ * text has been handed on, a failure ends the stream with an `error` part instead. See
+ * {@link classifyUpstreamAnswer} for how upstream HTTP errors map onto Iris's. The request id goes
+ * upstream as `x-request-id`.
  *
  * Token counts come from the upstream's final usage chunk (`stream_options.include_usage`). An upstream
  * that sends none gets usage 0/0 reported (and a debug log line): counting streamed chunks would be a
@@ -55,6 +58,8 @@ export interface OpenAIUpstreamSettings {
    * token (llama-server, Iris) count queueing and prompt processing in it too, so allow for them.
    */
   timeoutMs: number;
+  /** Longest silence between two chunks of a streamed answer, in ms, before the attempt fails. @default 60000 */
+  idleTimeoutMs?: number | undefined;
   /** First cooldown of a failed endpoint, in ms; doubles per consecutive failure. @default 10000 */
   cooldownMs?: number | undefined;
   /** Longest cooldown of a failed endpoint, in ms. @default 60000 */
@@ -184,7 +189,9 @@ export class OpenAIUpstreamEngine implements Engine {
     const plan = this.#pool.plan();
     if (plan.length === 0) throw this.#allCoolingDown();
     let lastFailure: { number: number; reason: string } | undefined;
-    let busy: string | undefined;
+    let busy: { reason: string; retryAfterSeconds?: number | undefined } | undefined;
+    let serverError: IrisError | undefined;
+    const log = this.#logger.child({ reqId: request.requestId });
 
     for (const endpoint of plan) {
       const attempt = new AttemptAbort([request.signal, this.#disposed.signal], this.#settings.timeoutMs);
@@ -193,15 +200,18 @@ export class OpenAIUpstreamEngine implements Engine {
       let produced = false;
       try {
         this.#pool.recordAttempt(endpoint);
-        this.#logger.debug({ endpoint: endpoint.displayUrl }, 'sending the request upstream');
+        log.debug({ endpoint: endpoint.displayUrl }, 'sending the request upstream');
         try {
-          response = await this.#post(endpoint.endpoint, body, attempt.signal);
+          response = await this.#post(endpoint.endpoint, body, attempt.signal, request.requestId);
         } catch (error) {
           throw this.#attemptError(error, request.signal, attempt);
         }
         if (response.statusCode >= 400) {
           const text = await response.body.text().catch(() => '');
-          throw new AttemptFailedError(classifyUpstreamAnswer(response.statusCode, parseUpstreamError(text), this.#settings.id));
+          const retryAfter = response.headers['retry-after'];
+          throw new AttemptFailedError(
+            classifyUpstreamAnswer(response.statusCode, parseUpstreamError(text), this.#settings.id, typeof retryAfter === 'string' ? retryAfter : undefined),
+          );
         }
         attempt.stopTimer();
 
@@ -227,7 +237,7 @@ export class OpenAIUpstreamEngine implements Engine {
         }
         this.#pool.recordSuccess(endpoint);
         if (!usage) {
-          this.#logger.debug({ endpoint: endpoint.displayUrl }, 'the upstream sent no usage chunk; reporting 0 tokens');
+          log.debug({ endpoint: endpoint.displayUrl }, 'the upstream sent no usage chunk; reporting 0 tokens');
           yield { type: 'usage', usage: { promptTokens: 0, completionTokens: 0 } };
         }
         return;
@@ -241,13 +251,18 @@ export class OpenAIUpstreamEngine implements Engine {
           }
           throw failure.error;
         }
+        lastFailure = { number: endpoint.number, reason: failure.reason };
         if (failure.kind === 'endpoint-failed') {
           this.#pool.recordFailure(endpoint, failure.reason, 'cause' in failure ? failure.cause : undefined);
-          lastFailure = { number: endpoint.number, reason: failure.reason };
+        } else if (failure.kind === 'server-error') {
+          this.#pool.recordServerError(endpoint, failure.reason);
+          log.warn({ endpoint: endpoint.displayUrl, reason: failure.reason }, 'upstream endpoint answered a server error');
+          // The second 5xx for the same request: the request is the likelier cause, so it goes to the client.
+          if (serverError !== undefined && !produced) throw failure.error;
+          serverError = failure.error;
         } else {
-          this.#logger.info({ endpoint: endpoint.displayUrl, reason: failure.reason }, 'upstream endpoint is busy; trying the next one');
-          busy = failure.reason;
-          lastFailure = { number: endpoint.number, reason: failure.reason };
+          log.info({ endpoint: endpoint.displayUrl, reason: failure.reason }, 'upstream endpoint is busy; trying the next one');
+          busy = { reason: failure.reason, retryAfterSeconds: failure.retryAfterSeconds };
         }
         if (produced) {
           yield {
@@ -269,10 +284,14 @@ export class OpenAIUpstreamEngine implements Engine {
         }
       }
     }
-    if (busy !== undefined) throw upstreamBusy(this.#settings.id, busy);
+    if (serverError !== undefined) throw serverError;
+    if (busy !== undefined) throw upstreamBusy(this.#settings.id, busy.reason, busy.retryAfterSeconds ?? this.#soonestRetrySeconds());
     const last = lastFailure ?? { number: 0, reason: 'no endpoint could be tried' };
     throw engineUnavailable(
       `Model '${this.#settings.id}' is unavailable: every upstream endpoint failed (last: endpoint ${last.number}: ${last.reason}). Retry later.`,
+      'model_unavailable',
+      undefined,
+      this.#soonestRetrySeconds(),
     );
   }
 
@@ -284,17 +303,33 @@ export class OpenAIUpstreamEngine implements Engine {
     await this.#agent.destroy().catch(() => undefined);
   }
 
-  async #post(endpoint: UpstreamEndpoint, body: string, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+  async #post(endpoint: UpstreamEndpoint, body: string, signal: AbortSignal, requestId: string | undefined): Promise<Dispatcher.ResponseData> {
     return httpRequest(`${trimSlash(endpoint.url)}/chat/completions`, {
       method: 'POST',
       dispatcher: this.#agent,
-      headers: { ...this.#headers(endpoint), 'content-type': 'application/json', accept: 'text/event-stream' },
+      headers: {
+        ...this.#headers(endpoint),
+        'content-type': 'application/json',
+        accept: 'text/event-stream',
+        ...(requestId === undefined ? {} : { 'x-request-id': requestId }),
+      },
       body,
       signal,
-      // The attempt's own timer covers connect + headers; after that, tokens may take their time.
+      // The attempt's own timer covers connect + headers; after that, the idle timeout bounds each gap
+      // between chunks, so a stalled upstream cannot hold the request forever.
       headersTimeout: 0,
-      bodyTimeout: 0,
+      bodyTimeout: this.#idleTimeoutMs,
     });
+  }
+
+  get #idleTimeoutMs(): number {
+    return this.#settings.idleTimeoutMs ?? 60_000;
+  }
+
+  /** Seconds until the first endpoint in cooldown may be tried again (at least 1). */
+  #soonestRetrySeconds(): number {
+    const soonest = this.#pool.soonestRetry();
+    return soonest ? Math.max(1, (soonest.retryAt - this.#now()) / 1000) : 1;
   }
 
   /** `GET {url}/models`: the endpoint answers, and lists our model (or lists nothing). */
@@ -351,8 +386,9 @@ export class OpenAIUpstreamEngine implements Engine {
     if (attempt.timedOut) {
       return new AttemptFailedError({ kind: 'endpoint-failed', reason: `no response within ${this.#settings.timeoutMs} ms`, cause: error });
     }
-    const reason = networkReason(error);
-    return new AttemptFailedError({ kind: 'endpoint-failed', reason: what ? `${what} (${reason})` : reason, cause: error });
+    const stalled = (error as { code?: unknown } | null)?.code === 'UND_ERR_BODY_TIMEOUT';
+    const reason = stalled ? `the stream stalled: nothing for ${this.#idleTimeoutMs} ms` : networkReason(error);
+    return new AttemptFailedError({ kind: 'endpoint-failed', reason: what && !stalled ? `${what} (${reason})` : reason, cause: error });
   }
 
   #allCoolingDown(): IrisError {
@@ -360,7 +396,12 @@ export class OpenAIUpstreamEngine implements Engine {
     const detail = soonest
       ? ` (last: endpoint ${soonest.number}: ${soonest.reason}; next try in ${Math.max(0, Math.ceil((soonest.retryAt - this.#now()) / 1000))} s)`
       : '';
-    return engineUnavailable(`Model '${this.#settings.id}' is unavailable: every upstream endpoint is failing${detail}. Retry later.`);
+    return engineUnavailable(
+      `Model '${this.#settings.id}' is unavailable: every upstream endpoint is failing${detail}. Retry later.`,
+      'model_unavailable',
+      undefined,
+      this.#soonestRetrySeconds(),
+    );
   }
 
   /** What a remote model with these settings takes, as configured (`vision`). */

@@ -42,7 +42,7 @@ test('4xx is the caller\'s 400 with the upstream message and field; nothing is r
   assert.ok(tooLarge.kind === 'final' && tooLarge.error.status === 413);
 });
 
-test("401 and 403 are a 502 about Iris's key; 429 tries the next endpoint; 5xx and 404 fail the endpoint", () => {
+test("401 and 403 are a 502 about Iris's key; 429 tries the next endpoint; 5xx is a server error; 404 fails the endpoint", () => {
   for (const status of [401, 403]) {
     const failure = classifyUpstreamAnswer(status, { message: 'Incorrect API key provided: sk-abc***' }, 'my-model');
     assert.ok(failure.kind === 'final');
@@ -51,8 +51,15 @@ test("401 and 403 are a 502 about Iris's key; 429 tries the next endpoint; 5xx a
     assert.match(failure.error.message, /rejected Iris's API key/);
     assert.doesNotMatch(failure.error.message, /sk-abc/, "the upstream's echo of the key is not passed on");
   }
-  assert.equal(classifyUpstreamAnswer(429, { message: 'slow down' }, 'm').kind, 'busy');
-  for (const status of [500, 502, 503, 504, 404]) assert.equal(classifyUpstreamAnswer(status, {}, 'm').kind, 'endpoint-failed', String(status));
+  const busyAnswer = classifyUpstreamAnswer(429, { message: 'slow down' }, 'm', '7');
+  assert.ok(busyAnswer.kind === 'busy' && busyAnswer.retryAfterSeconds === 7);
+  for (const status of [500, 502, 503, 504]) {
+    const failure = classifyUpstreamAnswer(status, { message: 'template crashed' }, 'm');
+    assert.ok(failure.kind === 'server-error', String(status));
+    assert.equal(failure.error.status, 502);
+    assert.match(failure.error.message, /template crashed/);
+  }
+  assert.equal(classifyUpstreamAnswer(404, {}, 'm').kind, 'endpoint-failed');
   const busy = upstreamBusy('m', 'answered 429 (busy): slow down');
   assert.equal(busy.status, 429);
   assert.equal(busy.code, 'server_overloaded');

@@ -10,12 +10,16 @@ import type { UpstreamErrorBody } from '../openai-error-body.js';
  * How one attempt against one endpoint ended, when it did not start a stream:
  * - `endpoint-failed`: the endpoint is down or broken (connection error, timeout, 5xx, 404); it is put in
  *   cooldown and the next endpoint is tried.
+ * - `server-error`: the endpoint answered 5xx. That may be the request's own doing (an input that crashes the
+ *   model's template), so it is tried once more elsewhere, then `error` goes to the client; the endpoint is
+ *   cooled down only when it answers 5xx to several requests in a row.
  * - `busy`: the endpoint answered 429; the next endpoint is tried, this one stays healthy.
  * - `final`: the answer is about the request itself (4xx) or about Iris's key (401/403); nothing is retried.
  */
 export type AttemptFailure =
   | { kind: 'endpoint-failed'; reason: string; cause?: unknown }
-  | { kind: 'busy'; reason: string }
+  | { kind: 'server-error'; reason: string; error: IrisError }
+  | { kind: 'busy'; reason: string; retryAfterSeconds?: number | undefined }
   | { kind: 'final'; error: IrisError };
 
 /** Codes an upstream Iris (or OpenAI) may give a 4xx that keep their meaning when passed on. */
@@ -36,7 +40,7 @@ const PASSED_ON_CODES: ReadonlySet<IrisErrorCode> = new Set<IrisErrorCode>([
  * @param error the parsed error body ({@link parseUpstreamError})
  * @param modelId our model id, for messages
  */
-export function classifyUpstreamAnswer(status: number, error: UpstreamErrorBody, modelId: string): AttemptFailure {
+export function classifyUpstreamAnswer(status: number, error: UpstreamErrorBody, modelId: string, retryAfterHeader?: string): AttemptFailure {
   const message = error.message?.trim() || `HTTP ${status}`;
   if (status === 401 || status === 403) {
     return {
@@ -46,13 +50,23 @@ export function classifyUpstreamAnswer(status: number, error: UpstreamErrorBody,
       ),
     };
   }
-  if (status === 429) return { kind: 'busy', reason: `answered 429 (busy): ${message}` };
+  if (status === 429) return { kind: 'busy', reason: `answered 429 (busy): ${message}`, retryAfterSeconds: retryAfterSeconds(retryAfterHeader) };
   if (status === 404) return { kind: 'endpoint-failed', reason: `answered 404 (wrong URL, or the model is not served there): ${message}` };
   if (status === 413) return { kind: 'final', error: payloadTooLarge(message) };
   if (status >= 400 && status < 500) {
     return { kind: 'final', error: invalidRequest(message, error.param ?? null, requestErrorCode(error)) };
   }
-  return { kind: 'endpoint-failed', reason: `answered HTTP ${status}: ${message}` };
+  const reason = `answered HTTP ${status}: ${message}`;
+  return { kind: 'server-error', reason, error: engineFailed(`The upstream server of model '${modelId}' ${reason}`) };
+}
+
+/** Seconds from a `Retry-After` header (delta-seconds or an HTTP date); undefined when absent or unreadable. */
+export function retryAfterSeconds(header: string | undefined): number | undefined {
+  if (header === undefined || header.trim() === '') return undefined;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds;
+  const date = Date.parse(header);
+  return Number.isNaN(date) ? undefined : Math.max(0, (date - Date.now()) / 1000);
 }
 
 /**
@@ -68,9 +82,9 @@ export function streamErrorToIrisError(error: UpstreamErrorBody, modelId: string
   return engineFailed(`The upstream server of model '${modelId}' failed while generating: ${message}`);
 }
 
-/** A 429 `server_overloaded`: every endpoint tried was busy. */
-export function upstreamBusy(modelId: string, reason: string): IrisError {
-  return tooManyRequests(`Model '${modelId}' is busy upstream; retry later (last: ${reason}).`);
+/** A 429 `server_overloaded`: every endpoint tried was busy; `retryAfterSeconds` as the upstream said. */
+export function upstreamBusy(modelId: string, reason: string, retryAfterSeconds?: number): IrisError {
+  return tooManyRequests(`Model '${modelId}' is busy upstream; retry later (last: ${reason}).`, 'server_overloaded', retryAfterSeconds);
 }
 
 

@@ -1,11 +1,14 @@
 /**
  * POST /v1/openai/chat/completions and POST /v1/chat/completions: validate the OpenAI request, prepare its
- * images, wait for a slot of the model, run the engine, and answer as JSON or as an SSE stream.
+ * images, wait for a slot of the model, run the engine, and answer as JSON or as an SSE stream. The answer
+ * carries the `images` extension (what became of each image); the request's observation gets its model,
+ * queue wait, first-token time and usage for the access log and metrics.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Engine, EngineRequest, EngineUsage, GenerationParams } from '../../engines/engine.js';
+import { collectCompletion } from '../../engines/collect-completion.js';
+import type { EngineRequest, EngineUsage, GenerationParams, StreamPart } from '../../engines/engine.js';
 import { IrisError, toIrisError } from '../../errors.js';
-import { completeChoices, streamChoices } from '../../engines/fan-out-choices.js';
+import { streamChoices } from '../../engines/fan-out-choices.js';
 import type { ImagePipeline } from '../../images/image-pipeline.js';
 import type { ModelLease, ModelRegistry } from '../../models/model-registry.js';
 import { parseChatRequest, type ChatRequest } from '../../protocol/chat-request.js';
@@ -20,7 +23,11 @@ import {
   toChatLogprobs,
   type ChatCompletionChunk,
   type CompletionIdentity,
+  type ImageReport,
 } from '../../protocol/chat-response.js';
+import type { Drain } from '../drain.js';
+import { withRequestId } from '../error-handler.js';
+import { observeStream } from '../request-observation.js';
 import { SseWriter } from '../sse.js';
 
 /** What the route needs. */
@@ -31,6 +38,7 @@ export interface ChatCompletionsDeps {
   fingerprint: string;
   /** Largest `n` of one request. */
   maxChoicesPerRequest: number;
+  drain: Drain;
 }
 
 /** Registers the chat-completions routes. */
@@ -41,9 +49,11 @@ export function registerChatCompletions(app: FastifyInstance, deps: ChatCompleti
 }
 
 async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: ChatCompletionsDeps): Promise<unknown> {
+  const observation = request.observation;
   const chat = parseChatRequest(request.body, { maxChoices: deps.maxChoicesPerRequest });
   const model = await deps.registry.resolve(chat.model);
-  const abort = abortOnDisconnect(request, reply);
+  observation.model = model.definition.id;
+  const abort = abortOnDisconnect(request, reply, deps.drain.signal);
   let lease: ModelLease | undefined;
   let releaseSlots: (() => void) | undefined;
   try {
@@ -51,18 +61,38 @@ async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: Ch
     // the model takes (known from its files, nothing started) before the model is loaded, then its slots.
     const admission = await model.admission(abort.signal);
     checkCapabilities(chat, admission.capabilities, model.definition.id);
-    const { messages, imageTokens } = await toEngineInputs(chat, { id: model.definition.id, admission }, deps.images, abort.signal);
+    const { messages, imageTokens, images: imageReports } = await toEngineInputs(
+      chat,
+      { id: model.definition.id, admission },
+      deps.images,
+      abort.signal,
+    );
     const images = totalImageTokens(imageTokens);
-    const engineRequest: EngineRequest = { messages, params: toGenerationParams(chat), ...toEngineOptions(chat), signal: abort.signal };
+    observation.imageSources = imageReports.map((image) => image.source);
+    if (images !== undefined && imageReports.length > 0) observation.imageTokens = images;
+    const engineRequest: EngineRequest = {
+      messages,
+      params: toGenerationParams(chat),
+      ...toEngineOptions(chat),
+      signal: abort.signal,
+      requestId: request.id,
+    };
     lease = await model.lease(abort.signal);
     // Whether the chat template renders tools is known only once the model runs.
     checkCapabilities(chat, lease.engine.capabilities, model.definition.id);
     // Each choice generates in a slot of its own.
+    const queued = performance.now();
     releaseSlots = await lease.scheduler.acquire(abort.signal, chat.n ?? 1);
+    observation.queueWaitSeconds = (performance.now() - queued) / 1000;
     const identity = newCompletionIdentity(chat.model, deps.fingerprint);
-    if (chat.stream) return await streamCompletion(reply, chat, lease.engine, engineRequest, identity, images);
-    const result = await completeChoices(lease.engine, engineRequest);
-    return buildCompletion(identity, result.choices, result.usage, images);
+    const parts = observeStream(streamChoices(lease.engine, engineRequest), observation);
+    if (chat.stream) return await streamCompletion(reply, chat, parts, identity, images, imageReports, abort.signal);
+    const result = await collectCompletion(parts);
+    const completion = buildCompletion(identity, result.choices, result.usage, images);
+    return imageReports.length > 0 ? { ...completion, images: imageReports } : completion;
+  } catch (error) {
+    // Ended at the end of the shutdown grace period: say so rather than "cancelled".
+    throw shutdownReason(abort.signal) ?? error;
   } finally {
     releaseSlots?.();
     lease?.release();
@@ -70,19 +100,30 @@ async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: Ch
   }
 }
 
+/** The error a request ended by the shutdown grace period reports, if that is what ended it. */
+function shutdownReason(signal: AbortSignal): IrisError | undefined {
+  return signal.aborted && signal.reason instanceof IrisError ? signal.reason : undefined;
+}
+
 async function streamCompletion(
   reply: FastifyReply,
   chat: ChatRequest,
-  engine: Engine,
-  engineRequest: EngineRequest,
+  parts: AsyncIterable<StreamPart>,
   identity: CompletionIdentity,
   imageTokens: number | undefined,
+  imageReports: ImageReport[],
+  signal: AbortSignal,
 ): Promise<FastifyReply> {
   const includeUsage = chat.stream_options?.include_usage === true;
-  const iterator = streamChoices(engine, engineRequest)[Symbol.asyncIterator]();
+  const iterator = parts[Symbol.asyncIterator]();
   // Errors before anything was generated are still ordinary HTTP errors.
   let result = await iterator.next();
   const sse = new SseWriter(reply, { 'x-request-id': reply.request.id });
+  const fail = async (error: IrisError): Promise<void> => {
+    const failure = withRequestId(shutdownReason(signal) ?? error, reply.request.id);
+    reply.request.observation.streamError = failure.code;
+    await sse.fail(failure);
+  };
   let usage: EngineUsage | undefined;
   // With logprobs, a content chunk waits here for the logprobs of its tokens, which arrive as the next part.
   let held: ChatCompletionChunk | undefined;
@@ -93,7 +134,8 @@ async function streamCompletion(
   };
   try {
     for (let index = 0; index < (chat.n ?? 1); index += 1) {
-      await sse.send(buildChunk(identity, { role: 'assistant', content: '', refusal: null }, null, includeUsage, index));
+      const first = buildChunk(identity, { role: 'assistant', content: '', refusal: null }, null, includeUsage, index);
+      await sse.send(index === 0 && imageReports.length > 0 ? { ...first, images: imageReports } : first);
     }
     while (!result.done) {
       const part = result.value;
@@ -111,7 +153,7 @@ async function streamCompletion(
       } else if (part.type === 'error') {
         await flush();
         reply.request.log.warn({ err: part.error }, 'stream failed after it started');
-        await sse.fail(part.error);
+        await fail(part.error);
         return reply;
       } else {
         await flush();
@@ -138,9 +180,9 @@ async function streamCompletion(
   } catch (error) {
     const irisError = error instanceof IrisError ? error : toIrisError(error);
     if (irisError.status >= 500) reply.request.log.error({ err: error }, 'stream failed');
-    await sse.fail(irisError);
+    await fail(irisError);
   } finally {
-    await iterator.return(undefined);
+    await iterator.return?.(undefined);
   }
   return reply;
 }

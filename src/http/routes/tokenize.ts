@@ -1,6 +1,7 @@
 /**
  * POST /v1/openai/tokenize and POST /v1/tokenize: the body of a chat completion in, its prompt's token count
- * out, without generating: `{"prompt_tokens": N, "image_tokens": [per image]}`. The images go through the
+ * out, without generating: `{"prompt_tokens": N, "image_tokens": [per image], "images": [per image]}` (`images` as
+ * in a chat completion: source, original and sent size, detail, tokens). The images go through the
  * same pipeline (fetch, decode, model-aware sizing, `detail`) and the count comes from the engine's own
  * tokenizer and chat template, so it equals the `usage.prompt_tokens` a completion of the same body reports.
  * It takes no generation slot.
@@ -10,6 +11,7 @@ import { invalidRequest } from '../../errors.js';
 import type { ImagePipeline } from '../../images/image-pipeline.js';
 import type { ModelLease, ModelRegistry } from '../../models/model-registry.js';
 import { parseChatRequest } from '../../protocol/chat-request.js';
+import type { ImageReport } from '../../protocol/chat-response.js';
 import { abortOnDisconnect } from '../abort-on-disconnect.js';
 import { checkCapabilities, toEngineInputs, toEngineOptions } from '../chat-inputs.js';
 
@@ -25,6 +27,8 @@ export interface TokenizeResponse {
   prompt_tokens: number;
   /** Tokens of each image, in request order; null where the model's projector is not modelled. */
   image_tokens: (number | null)[];
+  /** What became of each image, as in a chat completion's `images`. */
+  images: ImageReport[];
 }
 
 /** Registers the tokenize routes. */
@@ -39,11 +43,12 @@ async function handleTokenize(request: FastifyRequest, reply: FastifyReply, deps
   const chat = parseChatRequest(request.body, { maxChoices: Number.MAX_SAFE_INTEGER });
   const model = await deps.registry.resolve(chat.model);
   const id = model.definition.id;
+  request.observation.model = id;
   const abort = abortOnDisconnect(request, reply);
   let lease: ModelLease | undefined;
   try {
     const admission = await model.admission(abort.signal);
-    const { messages, imageTokens } = await toEngineInputs(chat, { id, admission }, deps.images, abort.signal);
+    const { messages, imageTokens, images } = await toEngineInputs(chat, { id, admission }, deps.images, abort.signal);
     lease = await model.lease(abort.signal);
     const engine = lease.engine;
     if (engine.countPromptTokens === undefined) {
@@ -59,7 +64,7 @@ async function handleTokenize(request: FastifyRequest, reply: FastifyReply, deps
       ...(responseFormat === undefined ? {} : { responseFormat }),
       signal: abort.signal,
     });
-    return { prompt_tokens: promptTokens, image_tokens: imageTokens.map((tokens) => tokens ?? null) };
+    return { prompt_tokens: promptTokens, image_tokens: imageTokens.map((tokens) => tokens ?? null), images };
   } finally {
     lease?.release();
     abort.dispose();
