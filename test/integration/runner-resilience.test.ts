@@ -80,9 +80,10 @@ describe('runner resilience', () => {
 
   test('llama-server killed mid-request: the request fails cleanly, the runner restarts, the next request succeeds', async () => {
     const before = await llamaServerOf(iris);
+    const restartsBefore = await restartsMetric(iris);
     const pending = fetch(`${iris.baseUrl}/v1/chat/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', 'x-request-id': 'killed-run' },
       body: JSON.stringify(longRequest(image, false)),
     });
     assert.ok(await waitFor(async () => (await llamaServerSlots(before.port)).some((slot) => slot.is_processing), 10_000));
@@ -92,6 +93,7 @@ describe('runner resilience', () => {
     const body = (await failed.json()) as any;
     assertMatchesSchema('ErrorResponse', body);
     assert.equal(body.error.code, 'engine_crashed');
+    assert.match(body.error.message, /\(request id killed-run\)$/, 'a 5xx names the request id');
 
     // A stream cut by a dying runner ends with an error event, not a hang.
     const next = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'again' }], max_tokens: 4 });
@@ -99,6 +101,7 @@ describe('runner resilience', () => {
     const after = await llamaServerOf(iris, before.pid);
     assert.notEqual(after.pid, before.pid, 'a new llama-server was started');
     assert.equal(processExists(before.pid), false);
+    assert.equal((await restartsMetric(iris)) - restartsBefore, 1, 'iris_engine_restarts_total counted the restart');
   });
 
   test('a stream whose runner dies ends with an error event', async () => {
@@ -142,6 +145,28 @@ describe('no orphans', () => {
     }
   });
 
+  test('a second signal during the drain stops Iris at once, and its llama-server with it', async () => {
+    const model = await syntheticModel('tiny');
+    const iris = await startIris({ args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL, '--ctx-size', '8192'] });
+    const { pid } = await llamaServerOf(iris);
+    const response = await fetch(`${iris.baseUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(longRequest(dataUri(await makeImage()), true)),
+    });
+    const reader = response.body!.getReader();
+    await reader.read();
+    const exited = new Promise<number | null>((resolve) => iris.child.once('exit', (code) => resolve(code)));
+    iris.child.kill('SIGTERM');
+    // The drain waits for the 7000-token stream; the second signal does not.
+    assert.ok(await waitFor(() => iris.logs.some((line) => line.includes('draining requests in flight'))));
+    iris.child.kill('SIGTERM');
+    assert.equal(await exited, 143);
+    assert.ok(await waitFor(() => !processExists(pid), 5000), 'llama-server stopped with Iris');
+    await reader.cancel().catch(() => undefined);
+    await iris.stop();
+  });
+
   test('SIGTERM of Iris stops its llama-server and exits 0', async () => {
     const model = await syntheticModel('tiny');
     const iris = await startIris({ args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL] });
@@ -153,3 +178,10 @@ describe('no orphans', () => {
     await iris.stop();
   });
 });
+
+/** iris_engine_restarts_total of the model, read from /metrics (no keys configured: open on loopback). */
+async function restartsMetric(iris: IrisProcess): Promise<number> {
+  const text = await (await fetch(`${iris.baseUrl}/metrics`)).text();
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`iris_engine_restarts_total{model="${MODEL}"}`));
+  return line === undefined ? 0 : Number(line.split(' ').at(-1));
+}
