@@ -168,7 +168,12 @@ export class OpenAIUpstreamEngine implements Engine {
     const results = await this.#pool.probeAll();
     if (results.some(({ result }) => result.ok)) return;
     const reasons = results.map(({ endpoint, result }) => `endpoint ${endpoint.number}: ${result.ok ? 'ok' : result.reason}`);
-    throw engineUnavailable(`Model '${this.#settings.id}' is not available from any upstream endpoint (${reasons.join('; ')}).`);
+    throw engineUnavailable(
+      `Model '${this.#settings.id}' is not available from any upstream endpoint (${reasons.join('; ')}).`,
+      'model_unavailable',
+      undefined,
+      this.#soonestRetrySeconds(),
+    );
   }
 
   /** Health, failures and request counts of each endpoint (no keys). */
