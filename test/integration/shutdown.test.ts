@@ -106,7 +106,10 @@ describe('Retry-After and graceful drain', () => {
     const upstream = await startFakeUpstream(REMOTE, () => ({ kind: 'stream' }));
     cleanups.push(() => upstream.close());
     const iris = await startServer(upstream);
-    const llamaPid = iris.logRecords('llama-server ready').map((record) => record['pid'])[0] as number;
+    // Log lines reach the pipe asynchronously, possibly after the /ready answer.
+    const readyRecord = () => iris.logRecords('llama-server ready')[0];
+    assert.ok(await waitFor(() => readyRecord() !== undefined), 'iris logged that llama-server is ready');
+    const llamaPid = Number(readyRecord()!['pid']);
     assert.ok(llamaPid > 0 && processExists(llamaPid));
 
     const first = await openStream(iris, 'stream-1');
