@@ -50,7 +50,7 @@ describe('remote engine failures', () => {
     const stalled = await upstream(() => ({ kind: 'stream', stall: true }));
     const remote = engine([stalled.url], 300);
     const parts = await collect(remote.stream(request('hello')));
-    assert.deepEqual(parts[0], { type: 'text-delta', text: 'hello' });
+    assert.ok(parts[0]?.type === 'text-delta' && parts[0].text === 'hello', JSON.stringify(parts[0]));
     const last = parts.at(-1);
     assert.ok(last?.type === 'error', JSON.stringify(last));
     assert.match(last.error.message, /stalled: nothing for 300 ms/);
@@ -79,7 +79,7 @@ describe('remote engine failures', () => {
       assert.notEqual(status.health, 'unhealthy');
     }
     // The next requests are served by both endpoints, round-robin.
-    for (let index = 0; index < 2; index += 1) assert.equal((await remote.complete(request(`fine ${index}`))).text, 'hello world');
+    for (let index = 0; index < 2; index += 1) assert.equal((await remote.complete(request(`fine ${index}`))).choices[0]?.text, 'hello world');
     assert.ok(first.requests.length >= 2 && second.requests.length >= 2, `both endpoints took requests (${first.requests.length}, ${second.requests.length})`);
   });
 
