@@ -23,6 +23,7 @@ export const CHAT_REQUEST_EXTENSIONS: Readonly<Record<string, string>> = {
   min_p: 'Drop tokens less likely than min_p times the most likely one.',
   repetition_penalty: 'Penalise repeated tokens (1: off).',
   ignore_eos: 'Keep generating past end-of-sequence until the token limit (as in vLLM); for benchmarks.',
+  max_image_tokens: "Cap on the request's image tokens: Iris lowers image resolution within the model's policy to fit, or answers 400.",
 };
 
 const usageSchema = z.object({
@@ -37,6 +38,43 @@ const usageSchema = z.object({
 
 const finishReasonSchema = z.enum(['stop', 'length', 'content_filter', 'tool_calls']);
 
+const topLogprobSchema = z.object({ token: z.string(), logprob: z.number(), bytes: z.array(z.number().int()).nullable() });
+const logprobsSchema = z
+  .object({
+    content: z.array(topLogprobSchema.extend({ top_logprobs: z.array(topLogprobSchema) })).nullable(),
+    refusal: z.array(topLogprobSchema.extend({ top_logprobs: z.array(topLogprobSchema) })).nullable(),
+  })
+  .nullable();
+
+const toolCallSchema = z.object({
+  id: z.string(),
+  type: z.literal('function'),
+  function: z.object({ name: z.string(), arguments: z.string() }),
+});
+
+const toolCallDeltaSchema = z.object({
+  index: z.number().int(),
+  id: z.string().optional(),
+  type: z.literal('function').optional(),
+  function: z.object({ name: z.string().optional(), arguments: z.string().optional() }).optional(),
+});
+
+/** Extension `images`: what became of each image of the request (responses, first stream chunk, tokenize). */
+const imageReportsSchema = z
+  .array(
+    z.object({
+      source: z.enum(['data', 'url']),
+      format: z.string(),
+      original_width: z.number().int(),
+      original_height: z.number().int(),
+      width: z.number().int(),
+      height: z.number().int(),
+      detail: z.enum(['low', 'high', 'auto']),
+      tokens: z.number().int().nullable(),
+    }),
+  )
+  .meta({ ...extension, description: 'Per image, in request order: its source, original size and format, the size it was sent to the model at, its detail and its tokens.' });
+
 /** The fields every completion and chunk of one answer share. */
 const completionIdentity = (object: 'chat.completion' | 'chat.completion.chunk') => ({
   id: z.string(),
@@ -50,22 +88,34 @@ const chatCompletionSchema = z.object({
   ...completionIdentity('chat.completion'),
   choices: z.array(z.object({
     index: z.number().int(),
-    message: z.object({ role: z.literal('assistant'), content: z.string().nullable(), refusal: z.string().nullable() }),
-    logprobs: z.null(),
+    message: z.object({
+      role: z.literal('assistant'),
+      content: z.string().nullable(),
+      refusal: z.string().nullable(),
+      tool_calls: z.array(toolCallSchema).optional(),
+    }),
+    logprobs: logprobsSchema,
     finish_reason: finishReasonSchema,
   })),
   usage: usageSchema,
+  images: imageReportsSchema.optional(),
 });
 
 const chatCompletionChunkSchema = z.object({
   ...completionIdentity('chat.completion.chunk'),
   choices: z.array(z.object({
     index: z.number().int(),
-    delta: z.object({ role: z.literal('assistant').optional(), content: z.string().optional(), refusal: z.string().nullable().optional() }),
-    logprobs: z.null(),
+    delta: z.object({
+      role: z.literal('assistant').optional(),
+      content: z.string().optional(),
+      refusal: z.string().nullable().optional(),
+      tool_calls: z.array(toolCallDeltaSchema).optional(),
+    }),
+    logprobs: logprobsSchema,
     finish_reason: finishReasonSchema.nullable(),
   })),
   usage: usageSchema.nullable().optional(),
+  images: imageReportsSchema.optional(),
 });
 
 const modelSchema = z.object({
@@ -85,6 +135,7 @@ const modelListSchema = z.object({ object: z.literal('list'), data: z.array(mode
 const tokenizeResponseSchema = z.object({
   prompt_tokens: z.number().int().meta({ description: 'Prompt tokens, chat template and images included, as a completion would report them.' }),
   image_tokens: z.array(z.number().int().nullable()).meta({ description: 'Tokens of each image in request order; null where not modelled.' }),
+  images: imageReportsSchema,
 }).loose();
 
 const errorSchema = z.object({
