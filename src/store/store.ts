@@ -1,0 +1,64 @@
+/**
+ * Iris's database: SQLite in the data directory by default (`<data dir>/iris.db`, WAL mode), PostgreSQL
+ * when a database URL is configured (several gateways then share keys, limits and usage). Opening it
+ * applies the migrations; the parts (keys, limiter, usage) are built on the one connection.
+ */
+import { join } from 'node:path';
+import { ApiKeyStore } from './api-keys.js';
+import { openPostgres, openSqlite, type SqlDatabase } from './database.js';
+import { migrate } from './migrations.js';
+import { UsageStore } from './usage-records.js';
+
+/** Where the database is. */
+export interface StoreLocation {
+  /** `postgres://...`: use PostgreSQL. */
+  databaseUrl?: string | undefined;
+  /** Otherwise SQLite at `<dataDir>/iris.db`. */
+  dataDir: string;
+}
+
+/** The opened database and its tables' interfaces. */
+export interface Store {
+  readonly db: SqlDatabase;
+  readonly keys: ApiKeyStore;
+  readonly usage: UsageStore;
+  /** `sqlite:<path>` or `postgres://host:port/db` (never a password), for logs. */
+  readonly description: string;
+  close(): Promise<void>;
+}
+
+/** Thrown when the database cannot be opened or migrated; the message says which and why. */
+export class StoreOpenError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreOpenError';
+  }
+}
+
+/** Opens (and migrates) the database. */
+export async function openStore(location: StoreLocation, now: () => number = Date.now): Promise<Store> {
+  const description = describe(location);
+  let db: SqlDatabase;
+  try {
+    db = location.databaseUrl ? openPostgres(location.databaseUrl) : openSqlite(join(location.dataDir, 'iris.db'));
+  } catch (error) {
+    throw new StoreOpenError(`Cannot open the database ${description}: ${(error as Error).message}`, { cause: error });
+  }
+  try {
+    await migrate(db, now);
+  } catch (error) {
+    await db.close().catch(() => undefined);
+    throw new StoreOpenError(`Cannot prepare the database ${description}: ${(error as Error).message}`, { cause: error });
+  }
+  return { db, keys: new ApiKeyStore(db, now), usage: new UsageStore(db), description, close: () => db.close() };
+}
+
+function describe(location: StoreLocation): string {
+  if (!location.databaseUrl) return `sqlite:${join(location.dataDir, 'iris.db')}`;
+  try {
+    const url = new URL(location.databaseUrl);
+    return `${url.protocol}//${url.host}${url.pathname}`;
+  } catch {
+    return 'postgres (DATABASE_URL)';
+  }
+}
