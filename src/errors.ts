@@ -22,6 +22,8 @@ export type OpenAIErrorType =
   | 'authentication_error'
   | 'not_found_error'
   | 'rate_limit_error'
+  | 'requests'
+  | 'tokens'
   | 'server_error'
   | 'service_unavailable_error';
 
@@ -34,6 +36,7 @@ export type IrisErrorCode =
   | 'unsupported_parameter'
   | 'payload_too_large'
   | 'invalid_api_key'
+  | 'insufficient_permissions'
   | 'model_not_found'
   | 'model_not_supported'
   | 'not_found'
@@ -44,6 +47,7 @@ export type IrisErrorCode =
   | 'too_many_images'
   | 'context_length_exceeded'
   | 'server_overloaded'
+  | 'rate_limit_exceeded'
   | 'model_unavailable'
   | 'engine_error'
   | 'engine_crashed'
@@ -171,6 +175,19 @@ export function invalidApiKey(message = 'Incorrect or missing API key. Send it a
  */
 export function tooManyRequests(message: string, code: IrisErrorCode = 'server_overloaded', retryAfterSeconds?: number): IrisError {
   return new IrisError(message, { status: 429, type: 'rate_limit_error', code, retryAfterSeconds });
+}
+
+/** A 403: the key is valid but may not do this. */
+export function permissionDenied(message: string, param: string | null = null): IrisError {
+  return new IrisError(message, { status: 403, type: 'invalid_request_error', code: 'insufficient_permissions', param });
+}
+
+/**
+ * A 429 for a key past one of its limits. The type is what OpenAI sends: `tokens` for a token limit,
+ * `requests` for the others.
+ */
+export function rateLimitExceeded(message: string, limit: 'requests' | 'tokens' | 'concurrency'): IrisError {
+  return new IrisError(message, { status: 429, type: limit === 'tokens' ? 'tokens' : 'requests', code: 'rate_limit_exceeded' });
 }
 
 /** A 499: the client went away (or cancelled) before the answer was ready. Nobody reads it; logs do. */

@@ -5,11 +5,13 @@
  */
 import { buildCommand } from './cli/build.js';
 import { IRIS_VERSION } from './cli/cli-support.js';
+import { keysCommand } from './cli/keys.js';
 import { modelsCommand } from './cli/models.js';
 import { pullCommand } from './cli/pull.js';
 import { rmCommand } from './cli/rm.js';
 import { serveCommand } from './cli/serve.js';
 import { synthCommand } from './cli/synth.js';
+import { usageCommand } from './cli/usage.js';
 import { CliUsageError, IrisError, OperatorError } from './errors.js';
 
 const USAGE = `Usage: iris <command> [options]
@@ -21,6 +23,8 @@ Commands:
   rm       delete a model from the cache
   synth    write a synthetic test model (model.gguf + mmproj.gguf)
   build    build llama-server from the pinned llama.cpp source (once) and print its path
+  keys     create, list and revoke API keys (with limits and model scopes)
+  usage    print requests and tokens per day, model or key
   version  print the version
 
 Run 'iris <command> --help' for a command's options.
@@ -41,6 +45,10 @@ async function main(argv: string[]): Promise<void> {
       return modelsCommand(rest, process.env);
     case 'rm':
       return rmCommand(rest, process.env);
+    case 'keys':
+      return keysCommand(rest, process.env);
+    case 'usage':
+      return usageCommand(rest, process.env);
     case 'version':
     case '--version':
       process.stdout.write(`${IRIS_VERSION}\n`);

@@ -9,6 +9,7 @@ import { request } from 'undici';
 import { loadConfig } from '../config/load-config.js';
 import { CATALOG } from '../models/catalog.js';
 import { listCachedModels, type CachedModel } from '../models/hub/index.js';
+import { table } from './cli-support.js';
 
 /** Help text of `iris models`. */
 export const MODELS_USAGE = `Usage: iris models [options]
@@ -155,15 +156,4 @@ function toJson(model: CachedModel): Record<string, unknown> {
     mmprojPath: model.mmprojPath ?? null,
     problem: model.problem ?? null,
   };
-}
-
-/** Left-aligned columns separated by two spaces. */
-function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((header, column) => Math.max(header.length, ...rows.map((row) => (row[column] ?? '').length)));
-  const line = (cells: string[]): string =>
-    cells
-      .map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column] ?? 0)))
-      .join('  ')
-      .trimEnd();
-  return `${[line(headers), ...rows.map(line)].join('\n')}\n`;
 }

@@ -23,6 +23,10 @@ import { ModelRegistry } from '../models/model-registry.js';
 import { ModelSources, type LlamaServerBinary } from '../models/model-sources.js';
 import { locateLlamaServer } from './build.js';
 import { CliUsageError, ConfigError } from '../errors.js';
+import { ApiKeyStore, KeyDirectory } from '../store/api-keys.js';
+import { RateLimiter } from '../store/rate-limiter.js';
+import { openStore } from '../store/store.js';
+import { UsageRecorder } from '../store/usage-records.js';
 import { IRIS_VERSION } from './cli-support.js';
 import { checkBeforeStart, listenError } from './startup-checks.js';
 
@@ -39,12 +43,6 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
   const flags = Object.fromEntries(Object.entries(values).map(([flag, value]) => [flagKey(flag), value]));
   const config = loadConfig(flags, env);
   const logger = createLogger(config.logLevel);
-  if (config.apiKeys.length === 0 && !isLoopbackHost(config.host) && !config.allowUnauthenticated) {
-    throw new CliUsageError(
-      `Refusing to serve on ${config.host} without an API key. Pass --api-key KEY (or IRIS_API_KEYS), ` +
-        'listen on 127.0.0.1, or pass --allow-unauthenticated to serve openly.',
-    );
-  }
   const configFile = typeof values['config'] === 'string' ? values['config'] : env['IRIS_CONFIG'] || undefined;
   await checkBeforeStart(config, { firstFromFlags: values['model'] !== undefined, configFile }, logger);
   await runServer(config, { logger, env });
@@ -54,6 +52,24 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
 export async function runServer(config: IrisConfig, deps: { logger: Logger; env: NodeJS.ProcessEnv }): Promise<void> {
   const { logger } = deps;
   const rules = mediaHostRules(config);
+  const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const directory = new KeyDirectory(new ApiKeyStore(store.db), {
+    refreshMs: 2000,
+    onError: (error) => logger.warn({ err: error }, 'could not reload API keys from the database'),
+  });
+  await directory.refresh();
+  if (config.apiKeys.length === 0 && directory.size === 0 && !isLoopbackHost(config.host) && !config.allowUnauthenticated) {
+    await store.close();
+    throw new CliUsageError(
+      `Refusing to serve on ${config.host} without an API key. Pass --api-key KEY (or IRIS_API_KEYS), create one ` +
+        'with iris keys create, listen on 127.0.0.1, or pass --allow-unauthenticated to serve openly.',
+    );
+  }
+  const limiter = new RateLimiter(store.db);
+  const recorder = new UsageRecorder(store.usage, {
+    onError: (error) => logger.error({ err: error }, 'could not write usage records (kept, retrying)'),
+  });
+  logger.info({ database: store.description }, 'database ready');
   const models: readonly ModelConfig[] =
     config.models.length > 0 ? config.models : [await resolveDefaultModel(config, logger)];
   let binary: Promise<LlamaServerBinary> | undefined;
@@ -98,7 +114,8 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
     { fetcher, metrics },
   );
   const drain = new Drain();
-  const app = createApp({ config, registry, images, logger, preload, version: IRIS_VERSION, metrics, drain });
+  const accounts = { directory, limiter, recorder, usage: store.usage };
+  const app = createApp({ config, registry, images, logger, preload, version: IRIS_VERSION, metrics, drain, accounts });
   let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
 
   let stopping = false;
@@ -118,6 +135,11 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
     await registry.dispose();
     images.dispose();
     await fetcher.dispose();
+    // Every request has ended by now: its usage row is queued, and this writes it.
+    await recorder.dispose();
+    limiter.dispose();
+    directory.dispose();
+    await store.close().catch((error: unknown) => logger.error({ err: error }, 'error while closing the database'));
     logger.flush();
     process.exit(0);
   };

@@ -64,6 +64,7 @@ export function loadConfig(flags: ConfigFlags, rawEnv: NodeJS.ProcessEnv): IrisC
   }
 
   merged['cacheDir'] ??= defaultCacheDir(env);
+  merged['dataDir'] ??= defaultDataDir(env);
 
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) throw new ConfigError(describeIssues(parsed.error));
@@ -136,6 +137,12 @@ function setPath(target: Record<string, unknown>, path: readonly string[], value
   const section = inner !== null && typeof inner === 'object' && !Array.isArray(inner) ? { ...(inner as Record<string, unknown>) } : {};
   setPath(section, rest, value);
   target[head] = section;
+}
+
+/** `~/.local/share/iris` unless XDG_DATA_HOME says otherwise. */
+export function defaultDataDir(env: NodeJS.ProcessEnv): string {
+  const base = env['XDG_DATA_HOME'] || join(env['HOME'] || homedir(), '.local', 'share');
+  return join(base, 'iris');
 }
 
 /** `~/.cache/iris` unless XDG_CACHE_HOME says otherwise. */

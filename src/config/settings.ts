@@ -205,15 +205,22 @@ export const SERVER_SETTINGS = {
     placeholder: 'PORT',
     help: 'port to listen on',
   }),
-  /** Accepted API keys (Authorization: Bearer). */
+  /**
+   * Admin API keys (Authorization: Bearer), in clear or as `sha256:<64 hex>` of the key. Keys made with
+   * `iris keys create` live in the database instead.
+   */
   apiKeys: setting({
-    schema: z.array(z.string().min(1)),
+    schema: z.array(
+      z.string().min(1).refine((key) => !key.startsWith('sha256:') || /^sha256:[0-9a-fA-F]{64}$/.test(key), {
+        message: "a sha256: key must be sha256: followed by the 64 hex digits of the key's SHA-256",
+      }),
+    ),
     default: [],
     flag: 'api-key',
     env: 'IRIS_API_KEYS',
     input: 'list',
     placeholder: 'KEY',
-    help: 'accepted API key; repeatable',
+    help: 'accepted admin API key, or sha256:<hex> of one; repeatable (iris keys create makes keys with limits)',
   }),
   /** Serve without API keys on a non-loopback interface. */
   allowUnauthenticated: setting({
@@ -251,6 +258,23 @@ export const SERVER_SETTINGS = {
     placeholder: 'DIR',
     help: 'cache for the llama-server build and models',
     defaultText: '~/.cache/iris',
+  }),
+  /** Directory for Iris's own data: the SQLite database `iris.db`. */
+  dataDir: setting({
+    schema: z.string().min(1),
+    flag: 'data-dir',
+    env: 'IRIS_DATA_DIR',
+    placeholder: 'DIR',
+    help: "Iris's data: the SQLite database iris.db with keys, limits and usage",
+    defaultText: '~/.local/share/iris',
+  }),
+  /** PostgreSQL URL; when set, keys, limits and usage live there instead of SQLite (several gateways share it). */
+  databaseUrl: setting({
+    schema: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL').optional(),
+    flag: 'database-url',
+    env: 'DATABASE_URL',
+    placeholder: 'URL',
+    help: 'keep keys, limits and usage in PostgreSQL instead (gateways sharing it share them)',
   }),
   /** pino log level. */
   logLevel: setting({

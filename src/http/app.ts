@@ -8,16 +8,21 @@ import type { ImagePipeline } from '../images/image-pipeline.js';
 import type { Logger } from '../logger.js';
 import type { IrisMetrics } from '../metrics/iris-metrics.js';
 import type { ModelRegistry } from '../models/model-registry.js';
+import type { KeyDirectory } from '../store/api-keys.js';
+import type { RateLimiter } from '../store/rate-limiter.js';
+import type { UsageRecorder, UsageStore } from '../store/usage-records.js';
 import { createAuthCheck } from './auth.js';
 import type { Drain } from './drain.js';
 import { installErrorHandler } from './error-handler.js';
 import { observeRequests, requestIdOf } from './request-observation.js';
+import { RequestAccounting } from './request-accounting.js';
 import { registerChatCompletions } from './routes/chat-completions.js';
 import { registerHealth } from './routes/health.js';
 import { registerMetrics } from './routes/metrics.js';
 import { registerModels } from './routes/models.js';
 import { registerTokenize } from './routes/tokenize.js';
 import { isPublicWebPath, registerWeb } from './routes/web.js';
+import { registerUsage } from './routes/usage.js';
 
 /** What the app is built from. */
 export interface AppDeps {
@@ -32,6 +37,16 @@ export interface AppDeps {
   metrics: IrisMetrics;
   /** Shutdown state: refuses new requests and ends late ones once a drain has begun. */
   drain: Drain;
+  /** The database's parts: keys, per-key limits, usage records. */
+  accounts: AppAccounts;
+}
+
+/** Keys, limits and usage, from the store. */
+export interface AppAccounts {
+  directory: KeyDirectory;
+  limiter: RateLimiter;
+  recorder: UsageRecorder;
+  usage: UsageStore;
 }
 
 /** Paths that need no API key. */
@@ -58,7 +73,9 @@ export function createApp(deps: AppDeps): FastifyInstance {
     app.getDefaultJsonParser('error', 'error')(_request, body as string, done);
   });
 
-  const checkAuth = createAuthCheck(deps.config.apiKeys);
+  const { accounts } = deps;
+  const checkAuth = createAuthCheck({ configKeys: deps.config.apiKeys, directory: accounts.directory });
+  const accounting = new RequestAccounting({ limiter: accounts.limiter, recorder: accounts.recorder, logger: deps.logger });
   observeRequests(app, deps);
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
@@ -68,7 +85,9 @@ export function createApp(deps: AppDeps): FastifyInstance {
       void reply.header('connection', 'close');
       throw deps.drain.refusal();
     }
-    if (!isPublic && !OWN_AUTH_PATHS.has(path)) checkAuth(request);
+    if (isPublic || OWN_AUTH_PATHS.has(path)) return;
+    checkAuth(request);
+    await accounting.attachHeaders(request, reply);
   });
 
   installErrorHandler(app, { retryAfterSeconds: () => (deps.drain.draining ? deps.drain.retryAfterSeconds() : 1) });
@@ -77,10 +96,12 @@ export function createApp(deps: AppDeps): FastifyInstance {
   registerModels(app, deps);
   registerChatCompletions(app, {
     ...deps,
+    accounting,
     fingerprint: `iris-${deps.version}`,
     maxChoicesPerRequest: deps.config.limits.maxChoicesPerRequest,
   });
-  registerTokenize(app, deps);
+  registerTokenize(app, { ...deps, accounting });
+  registerUsage(app, { usage: accounts.usage, flush: () => accounts.recorder.flush() });
   registerWeb(app, deps);
   return app;
 }

@@ -1,18 +1,66 @@
 /**
- * Bearer-key authentication for the API routes. Keys are compared in constant time (both sides hashed
- * to a fixed length first, so neither content nor length leaks through timing). With no keys configured,
- * every request passes: main.ts refuses to listen on a non-loopback interface in that case unless the
- * user explicitly opted in.
+ * Bearer-key authentication for the API routes. Two kinds of key are accepted:
+ * - keys from the configuration (`--api-key`, `IRIS_API_KEYS`, `api_keys:`), in clear or as
+ *   `sha256:<hex>`: admin keys without limits. The presented key's SHA-256 is compared with every one of
+ *   them in constant time, so neither which key matched nor how much of it leaks through timing.
+ * - keys from the database (`iris keys create`): looked up by the presented key's SHA-256 in the gateway's
+ *   in-memory directory (a lookup by digest reveals nothing an attacker can steer), then compared in
+ *   constant time. They carry limits, a model scope and an expiry.
+ * With no key of either kind, every request passes: serve refuses to listen on a non-loopback interface in
+ * that case unless the user explicitly opted in. A key never appears in a log or an error message.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { invalidApiKey } from '../errors.js';
+import type { KeyDirectory, KeyLimits } from '../store/api-keys.js';
 
-/** Checks the Authorization header of a request against the configured keys. */
-export function createAuthCheck(apiKeys: readonly string[]): (request: FastifyRequest) => void {
-  const digests = apiKeys.map(digest);
+/** Who is calling. */
+export interface Caller {
+  /** The database key's id; null for configuration keys and open servers. */
+  keyId: string | null;
+  /** The key's name, `config` for configuration keys, null for open servers. */
+  keyName: string | null;
+  /** May see every key's usage. */
+  admin: boolean;
+  limits: KeyLimits;
+  /** Model ids the key may use; undefined for all. */
+  models?: readonly string[];
+}
+
+const callers = new WeakMap<FastifyRequest, Caller>();
+
+/** The caller of an authenticated request (an open caller for requests that needed no key). */
+export function callerOf(request: FastifyRequest): Caller {
+  return callers.get(request) ?? OPEN_CALLER;
+}
+
+/** Whether a caller may use a model; a scoped key sees other models as absent. */
+export function mayUseModel(caller: Caller, modelId: string): boolean {
+  return caller.models === undefined || caller.models.includes(modelId);
+}
+
+const OPEN_CALLER: Caller = Object.freeze({ keyId: null, keyName: null, admin: true, limits: {} });
+const CONFIG_CALLER: Caller = Object.freeze({ keyId: null, keyName: 'config', admin: true, limits: {} });
+
+/** What keys are accepted. */
+export interface AuthOptions {
+  /** Configuration keys, in clear or `sha256:<hex>`. */
+  configKeys: readonly string[];
+  /** The database's active keys. */
+  directory?: KeyDirectory;
+  /** Clock for key expiry. @default Date.now */
+  now?: () => number;
+}
+
+/** Checks the Authorization header of a request and remembers its caller (see {@link callerOf}). */
+export function createAuthCheck(options: AuthOptions): (request: FastifyRequest) => void {
+  const configDigests = options.configKeys.map((key) =>
+    key.startsWith('sha256:') ? Buffer.from(key.slice('sha256:'.length), 'hex') : digest(key),
+  );
+  const now = options.now ?? Date.now;
   return (request) => {
-    if (digests.length === 0) return;
+    const directory = options.directory;
+    if (configDigests.length === 0 && (directory === undefined || directory.size === 0)) return;
     const header = request.headers.authorization;
     if (header === undefined) {
       throw invalidApiKey('You did not provide an API key. Send it as "Authorization: Bearer <key>".');
@@ -20,10 +68,27 @@ export function createAuthCheck(apiKeys: readonly string[]): (request: FastifyRe
     const match = /^Bearer\s+(.+)$/i.exec(header.trim());
     if (!match?.[1]) throw invalidApiKey('The Authorization header must be "Bearer <key>".');
     const candidate = digest(match[1].trim());
-    // Check every key so the time taken does not reveal which one matched.
-    let ok = false;
-    for (const key of digests) ok = timingSafeEqual(key, candidate) || ok;
-    if (!ok) throw invalidApiKey('Incorrect API key provided.');
+    // Check every configuration key so the time taken does not reveal which one matched.
+    let configured = false;
+    for (const key of configDigests) configured = timingSafeEqual(key, candidate) || configured;
+    if (configured) {
+      callers.set(request, CONFIG_CALLER);
+      return;
+    }
+    const record = directory?.find(candidate.toString('hex'));
+    if (!record || !timingSafeEqual(Buffer.from(record.keyHash, 'hex'), candidate)) {
+      throw invalidApiKey('Incorrect API key provided.');
+    }
+    if (record.expiresAt !== undefined && record.expiresAt <= now()) {
+      throw invalidApiKey(`The API key '${record.name}' expired on ${new Date(record.expiresAt).toISOString()}.`);
+    }
+    callers.set(request, {
+      keyId: record.id,
+      keyName: record.name,
+      admin: record.admin,
+      limits: record.limits,
+      ...(record.models === undefined ? {} : { models: record.models }),
+    });
   };
 }
 

@@ -24,10 +24,15 @@ export class SseWriter {
     if (text !== '' && this.open) this.#reply.raw.write(text);
   };
 
+  /** Headers already set on the reply (request id, rate limits) go out with the stream's. */
   constructor(reply: FastifyReply, headers: Record<string, string> = {}) {
     this.#reply = reply;
+    const set = Object.fromEntries(
+      Object.entries(reply.getHeaders()).filter((entry): entry is [string, string | number | string[]] => entry[1] !== undefined),
+    );
     reply.hijack();
     reply.raw.writeHead(200, {
+      ...set,
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
       connection: 'keep-alive',

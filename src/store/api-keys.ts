@@ -5,6 +5,7 @@
  * or revoked with `iris keys` (from any machine sharing the database) takes effect without a restart.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { OperatorError } from '../errors.js';
 import type { SqlDatabase, SqlValue } from './database.js';
 
 /** Per-key limits; absent means unlimited. */
@@ -45,13 +46,8 @@ export interface NewKey {
   expiresAt?: number;
 }
 
-/** Thrown for a key operation that cannot be done (duplicate name, unknown key). */
-export class KeyStoreError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'KeyStoreError';
-  }
-}
+/** A key operation that cannot be done (duplicate name, unknown key): the CLI prints it as one line. */
+export class KeyStoreError extends OperatorError {}
 
 /** Hex SHA-256 of a key's secret: how the database and the in-memory directory know it. */
 export function keyDigest(secret: string): string {

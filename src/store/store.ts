@@ -4,6 +4,7 @@
  * applies the migrations; the parts (keys, limiter, usage) are built on the one connection.
  */
 import { join } from 'node:path';
+import { OperatorError } from '../errors.js';
 import { ApiKeyStore } from './api-keys.js';
 import { openPostgres, openSqlite, type SqlDatabase } from './database.js';
 import { migrate } from './migrations.js';
@@ -27,13 +28,8 @@ export interface Store {
   close(): Promise<void>;
 }
 
-/** Thrown when the database cannot be opened or migrated; the message says which and why. */
-export class StoreOpenError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'StoreOpenError';
-  }
-}
+/** The database cannot be opened or migrated (a set-up mistake); the message says which and why. */
+export class StoreOpenError extends OperatorError {}
 
 /** Opens (and migrates) the database. */
 export async function openStore(location: StoreLocation, now: () => number = Date.now): Promise<Store> {

@@ -54,8 +54,10 @@ export interface UsageQuery {
   /** Exclusive upper bound, ms since the epoch. */
   to: number;
   groupBy: UsageGrouping;
-  /** Only this key name's rows. */
+  /** Only rows of keys with this name (every key that has had it). */
   keyName?: string;
+  /** Only this key's rows. */
+  keyId?: string;
 }
 
 const COLUMNS = [
@@ -155,9 +157,10 @@ export class UsageStore {
     const group = { day: this.#db.utcDay('created_at'), model: 'model', key: 'key_name' }[query.groupBy];
     const params: SqlValue[] = [query.from, query.to];
     let where = 'created_at >= $1 AND created_at < $2';
-    if (query.keyName !== undefined) {
-      params.push(query.keyName);
-      where += ' AND key_name = $3';
+    for (const [column, value] of [['key_name', query.keyName], ['key_id', query.keyId]] as const) {
+      if (value === undefined) continue;
+      params.push(value);
+      where += ` AND ${column} = $${params.length}`;
     }
     const rows = await this.#db.query<Record<string, SqlValue>>(
       `SELECT ${group} AS grp, COUNT(*) AS requests,
@@ -251,4 +254,23 @@ export class UsageRecorder {
       await this.flush();
     }
   }
+}
+
+const RELATIVE_UNITS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/**
+ * A time bound for usage queries, in ms since the epoch: a span back from `now` (`30m`, `12h`, `7d`, `2w`),
+ * an ISO 8601 date or date-time (`2026-01-05`, `2026-01-05T12:00:00Z`; a date is midnight UTC), or Unix
+ * seconds. Undefined when the text is none of these.
+ */
+export function parseTimeBound(text: string, now: number): number | undefined {
+  const value = text.trim();
+  const relative = /^(\d+)\s*([mhdw])$/.exec(value);
+  if (relative) return now - Number(relative[1]) * (RELATIVE_UNITS[relative[2] ?? 'd'] ?? 0);
+  if (/^\d{9,11}(\.\d+)?$/.test(value)) return Math.round(Number(value) * 1000);
+  if (/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(value)) {
+    const parsed = Date.parse(value.length === 10 ? `${value}T00:00:00Z` : value);
+    return Number.isNaN(parsed) ? undefined : parsed;
+  }
+  return undefined;
 }

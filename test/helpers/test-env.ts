@@ -125,7 +125,12 @@ export async function startIris(options: StartIrisOptions): Promise<IrisProcess>
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', join(REPO_ROOT, 'src/main.ts'), 'serve', '--port', String(port), '--llama-server', server, '--log-level', 'debug', '--cache-dir', cacheDir, ...options.args],
-    { cwd: REPO_ROOT, env: { ...process.env, IRIS_API_KEYS: '', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+    {
+      cwd: REPO_ROOT,
+      // Each Iris gets its own SQLite database unless the test names one (IRIS_DATA_DIR, DATABASE_URL).
+      env: { ...process.env, IRIS_API_KEYS: '', IRIS_DATA_DIR: join(cacheDir, 'data'), DATABASE_URL: '', ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
   );
   const logs: string[] = [];
   const collect = (line: string): void => {

@@ -14,6 +14,7 @@ import type { ModelLease, ModelRegistry } from '../../models/model-registry.js';
 import { parseChatRequest, type ChatRequest } from '../../protocol/chat-request.js';
 import { abortOnDisconnect } from '../abort-on-disconnect.js';
 import { checkCapabilities, toEngineInputs, toEngineOptions, totalImageTokens } from '../chat-inputs.js';
+import { estimateTextTokens, type RequestAccounting, type RequestTicket } from '../request-accounting.js';
 import {
   buildChunk,
   buildCompletion,
@@ -34,6 +35,8 @@ import { SseWriter } from '../sse.js';
 export interface ChatCompletionsDeps {
   registry: ModelRegistry;
   images: ImagePipeline;
+  /** Model scope, per-key limits and usage records. */
+  accounting: RequestAccounting;
   /** `system_fingerprint` of responses. */
   fingerprint: string;
   /** Largest `n` of one request. */
@@ -50,13 +53,15 @@ export function registerChatCompletions(app: FastifyInstance, deps: ChatCompleti
 
 async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: ChatCompletionsDeps): Promise<unknown> {
   const observation = request.observation;
-  const chat = parseChatRequest(request.body, { maxChoices: deps.maxChoicesPerRequest });
-  const model = await deps.registry.resolve(chat.model);
-  observation.model = model.definition.id;
+  const ticket = deps.accounting.begin(request, reply);
   const abort = abortOnDisconnect(request, reply, deps.drain.signal);
   let lease: ModelLease | undefined;
   let releaseSlots: (() => void) | undefined;
   try {
+    const chat = parseChatRequest(request.body, { maxChoices: deps.maxChoicesPerRequest });
+    ticket.useModel(chat.model);
+    const model = await deps.registry.resolve(chat.model);
+    observation.model = model.definition.id;
     // Admission in the order a user expects: the request is checked and its images prepared against what
     // the model takes (known from its files, nothing started) before the model is loaded, then its slots.
     const admission = await model.admission(abort.signal);
@@ -70,6 +75,7 @@ async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: Ch
     const images = totalImageTokens(imageTokens);
     observation.imageSources = imageReports.map((image) => image.source);
     if (images !== undefined && imageReports.length > 0) observation.imageTokens = images;
+    ticket.images(images, imageTokens.length);
     const engineRequest: EngineRequest = {
       messages,
       params: toGenerationParams(chat),
@@ -77,6 +83,7 @@ async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: Ch
       signal: abort.signal,
       requestId: request.id,
     };
+    await ticket.admit(estimateTextTokens(chat) + (images ?? 0), (engineRequest.params.maxTokens ?? 0) * (chat.n ?? 1));
     lease = await model.lease(abort.signal);
     // Whether the chat template renders tools is known only once the model runs.
     checkCapabilities(chat, lease.engine.capabilities, model.definition.id);
@@ -86,16 +93,20 @@ async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: Ch
     observation.queueWaitSeconds = (performance.now() - queued) / 1000;
     const identity = newCompletionIdentity(chat.model, deps.fingerprint);
     const parts = observeStream(streamChoices(lease.engine, engineRequest), observation);
-    if (chat.stream) return await streamCompletion(reply, chat, parts, identity, images, imageReports, abort.signal);
+    if (chat.stream) return await streamCompletion(reply, chat, parts, identity, images, imageReports, abort.signal, ticket);
     const result = await collectCompletion(parts);
+    ticket.usage(result.usage);
     const completion = buildCompletion(identity, result.choices, result.usage, images);
     return imageReports.length > 0 ? { ...completion, images: imageReports } : completion;
   } catch (error) {
     // Ended at the end of the shutdown grace period: say so rather than "cancelled".
-    throw shutdownReason(abort.signal) ?? error;
+    const failure = shutdownReason(abort.signal) ?? error;
+    ticket.fail(failure);
+    throw failure;
   } finally {
     releaseSlots?.();
     lease?.release();
+    ticket.end(abort.signal.aborted);
     abort.dispose();
   }
 }
@@ -113,6 +124,7 @@ async function streamCompletion(
   imageTokens: number | undefined,
   imageReports: ImageReport[],
   signal: AbortSignal,
+  ticket: RequestTicket,
 ): Promise<FastifyReply> {
   const includeUsage = chat.stream_options?.include_usage === true;
   const iterator = parts[Symbol.asyncIterator]();
@@ -149,15 +161,18 @@ async function streamCompletion(
           await sse.send(buildChunk(identity, {}, null, includeUsage, part.choice, toChatLogprobs(part.content)));
         }
       } else if (part.type === 'usage') {
+        ticket.usage(part.usage);
         if (includeUsage) usage = part.usage;
       } else if (part.type === 'error') {
         await flush();
         reply.request.log.warn({ err: part.error }, 'stream failed after it started');
+        ticket.fail(part.error);
         await fail(part.error);
         return reply;
       } else {
         await flush();
         if (part.type === 'text-delta') {
+          ticket.delta();
           // Only a request for logprobs waits for them; any other content goes out at once.
           if (chat.logprobs === true) held = buildChunk(identity, { content: part.text }, null, includeUsage, part.choice);
           else if (!sse.sendJson(contentChunk(part.text, part.choice))) await sse.drained();
@@ -180,6 +195,7 @@ async function streamCompletion(
   } catch (error) {
     const irisError = error instanceof IrisError ? error : toIrisError(error);
     if (irisError.status >= 500) reply.request.log.error({ err: error }, 'stream failed');
+    ticket.fail(irisError);
     await fail(irisError);
   } finally {
     await iterator.return?.(undefined);

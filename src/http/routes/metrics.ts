@@ -28,7 +28,7 @@ export async function metricsText(deps: MetricsDeps): Promise<string> {
 
 /** Registers GET /metrics, readable with an operator key (`--api-key`), not with other keys. */
 export function registerMetrics(app: FastifyInstance, deps: MetricsDeps & { adminKeys: readonly string[] }): void {
-  const checkAdmin = createAuthCheck(deps.adminKeys);
+  const checkAdmin = createAuthCheck({ configKeys: deps.adminKeys });
   app.get('/metrics', async (request, reply) => {
     checkAdmin(request);
     return reply.type(deps.metrics.contentType).send(await metricsText(deps));

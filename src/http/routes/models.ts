@@ -6,6 +6,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { modelNotFound } from '../../errors.js';
 import type { ModelRegistry, ModelState, ModelStatus } from '../../models/model-registry.js';
+import { callerOf, mayUseModel } from '../auth.js';
 
 /** A model as the models endpoints show it. */
 export interface ModelObject {
@@ -42,9 +43,15 @@ function toModelObject(status: ModelStatus): ModelObject {
 
 /** Registers the models routes. */
 export function registerModels(app: FastifyInstance, deps: { registry: ModelRegistry }): void {
-  const list = async () => ({ object: 'list' as const, data: deps.registry.list().map(toModelObject) });
+  // A key scoped to some models sees only those, as if the others did not exist.
+  const list = async (request: FastifyRequest) => {
+    const caller = callerOf(request);
+    const visible = deps.registry.list().filter((status) => mayUseModel(caller, status.definition.id));
+    return { object: 'list' as const, data: visible.map(toModelObject) };
+  };
   const one = async (request: FastifyRequest<{ Params: { '*': string } }>) => {
     const { id } = deps.registry.definition(request.params['*']); // 404 model_not_found for unknown ids
+    if (!mayUseModel(callerOf(request), id)) throw modelNotFound(request.params['*']);
     const status = deps.registry.list().find((candidate) => candidate.definition.id === id);
     if (!status) throw modelNotFound(id);
     return toModelObject(status);

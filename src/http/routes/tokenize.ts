@@ -13,12 +13,15 @@ import type { ModelLease, ModelRegistry } from '../../models/model-registry.js';
 import { parseChatRequest } from '../../protocol/chat-request.js';
 import type { ImageReport } from '../../protocol/chat-response.js';
 import { abortOnDisconnect } from '../abort-on-disconnect.js';
-import { checkCapabilities, toEngineInputs, toEngineOptions } from '../chat-inputs.js';
+import { checkCapabilities, toEngineInputs, toEngineOptions, totalImageTokens } from '../chat-inputs.js';
+import type { RequestAccounting } from '../request-accounting.js';
 
 /** What the route needs. */
 export interface TokenizeDeps {
   registry: ModelRegistry;
   images: ImagePipeline;
+  /** Model scope, per-key limits and usage records. */
+  accounting: RequestAccounting;
 }
 
 /** The answer of the tokenize endpoint. */
@@ -39,16 +42,21 @@ export function registerTokenize(app: FastifyInstance, deps: TokenizeDeps): void
 }
 
 async function handleTokenize(request: FastifyRequest, reply: FastifyReply, deps: TokenizeDeps): Promise<TokenizeResponse> {
-  // Counting tokens generates nothing: no choice count applies.
-  const chat = parseChatRequest(request.body, { maxChoices: Number.MAX_SAFE_INTEGER });
-  const model = await deps.registry.resolve(chat.model);
-  const id = model.definition.id;
-  request.observation.model = id;
+  const ticket = deps.accounting.begin(request, reply);
   const abort = abortOnDisconnect(request, reply);
   let lease: ModelLease | undefined;
   try {
+    // Counting tokens generates nothing: no choice count applies.
+    const chat = parseChatRequest(request.body, { maxChoices: Number.MAX_SAFE_INTEGER });
+    ticket.useModel(chat.model);
+    const model = await deps.registry.resolve(chat.model);
+    const id = model.definition.id;
+    request.observation.model = id;
     const admission = await model.admission(abort.signal);
     const { messages, imageTokens, images } = await toEngineInputs(chat, { id, admission }, deps.images, abort.signal);
+    ticket.images(totalImageTokens(imageTokens), imageTokens.length);
+    // Counting generates nothing: it counts as a request, not as tokens.
+    await ticket.admit(0);
     lease = await model.lease(abort.signal);
     const engine = lease.engine;
     if (engine.countPromptTokens === undefined) {
@@ -65,8 +73,12 @@ async function handleTokenize(request: FastifyRequest, reply: FastifyReply, deps
       signal: abort.signal,
     });
     return { prompt_tokens: promptTokens, image_tokens: imageTokens.map((tokens) => tokens ?? null), images };
+  } catch (error) {
+    ticket.fail(error);
+    throw error;
   } finally {
     lease?.release();
+    ticket.end(abort.signal.aborted);
     abort.dispose();
   }
 }
