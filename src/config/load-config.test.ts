@@ -128,3 +128,24 @@ describe('media hosts and image settings', () => {
     assert.throws(() => loadConfig({ config: file }, env), (error: unknown) => error instanceof ConfigError && /images\.background/.test(error.message));
   });
 });
+
+describe('database settings', () => {
+  test('the database: data dir by default, DATABASE_URL or database_url for PostgreSQL; sha256: keys checked', async () => {
+    const env = { HOME: '/home/someone' };
+    assert.equal(loadConfig({}, env).dataDir, '/home/someone/.local/share/iris');
+    assert.equal(loadConfig({}, { ...env, XDG_DATA_HOME: '/data' }).dataDir, '/data/iris');
+    assert.equal(loadConfig({}, env).databaseUrl, undefined);
+    assert.equal(loadConfig({}, { ...env, DATABASE_URL: 'postgres://db/iris' }).databaseUrl, 'postgres://db/iris');
+    const folder = await mkdtemp(join(tmpdir(), 'iris-config-db-'));
+    const file = join(folder, 'db.yaml');
+    await writeFile(file, 'database_url: postgresql://db/fleet\ndata_dir: /srv/iris\n');
+    const configured = loadConfig({ config: file }, env);
+    assert.equal(configured.databaseUrl, 'postgresql://db/fleet');
+    assert.equal(configured.dataDir, '/srv/iris');
+    assert.throws(() => loadConfig({ databaseUrl: 'mysql://db' }, env), (error: unknown) => error instanceof ConfigError && /--database-url/.test(error.message));
+    await rm(folder, { recursive: true, force: true });
+    const digest = 'a'.repeat(64);
+    assert.deepEqual(loadConfig({ apiKey: [`sha256:${digest}`] }, env).apiKeys, [`sha256:${digest}`]);
+    assert.throws(() => loadConfig({ apiKey: ['sha256:abc'] }, env), (error: unknown) => error instanceof ConfigError && /64 hex/.test(error.message));
+  });
+});

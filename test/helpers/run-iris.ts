@@ -2,6 +2,7 @@
  * Runs the `iris` command line once, as a user would, and collects what it printed and its exit code.
  */
 import { spawn } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './test-env.js';
 
@@ -17,7 +18,8 @@ export function runIris(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Ir
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src/main.ts'), ...args], {
       cwd: REPO_ROOT,
-      env: { ...process.env, IRIS_API_KEYS: '', IRIS_HOST: '', ...env },
+      // Its own empty database, never the user's (whose keys would change what serve allows).
+      env: { ...process.env, IRIS_API_KEYS: '', IRIS_HOST: '', IRIS_DATA_DIR: join(tmpdir(), `iris-cli-data-${process.pid}`), DATABASE_URL: '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

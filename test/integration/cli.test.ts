@@ -19,6 +19,7 @@ describe('iris CLI', () => {
   });
   after(async () => {
     await rm(dir, { recursive: true, force: true });
+    await rm(join(tmpdir(), `iris-cli-data-${process.pid}`), { recursive: true, force: true });
   });
 
   test('iris synth --out DIR writes model.gguf and mmproj.gguf', async () => {

@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +22,8 @@ import { REPO_ROOT, startIris, syntheticModel, waitFor, type IrisProcess } from 
 
 const run = promisify(execFile);
 const ADMIN = 'admin-config-key';
+/** A configuration key given only as its SHA-256. */
+const HASHED_ADMIN = 'admin-key-known-by-digest';
 const MODEL = 'tiny';
 
 let postgres: TestPostgres | undefined;
@@ -85,7 +88,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
     const cli = async (...args: string[]): Promise<string> =>
       (await run(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'src/main.ts'), ...args], { cwd: REPO_ROOT, env: { ...process.env, ...env } })).stdout;
     const createKey = async (...args: string[]): Promise<string> => (await cli('keys', 'create', ...args)).trim();
-    const irisArgs = () => ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL, '--api-key', ADMIN, '--ctx-size', '4096', '--slots', '2'];
+    const irisArgs = () => ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL, '--api-key', ADMIN, '--api-key', `sha256:${createHash('sha256').update(HASHED_ADMIN).digest('hex')}`, '--ctx-size', '4096', '--slots', '2'];
     /** Usage rows of one key name, once `count` of them are written. */
     const rowsOf = async (keyName: string, count: number): Promise<UsageRecord[]> => {
       let rows: UsageRecord[] = [];
@@ -150,6 +153,10 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       const usage = await call(iris, ADMIN, '/v1/usage?group_by=key');
       assert.equal(usage.status, 200, JSON.stringify(usage.json));
       assert.equal(usage.json.key, null, 'an admin key reads every key');
+      const hashed = await call(iris, HASHED_ADMIN, '/v1/usage?group_by=key');
+      assert.equal(hashed.status, 200, 'a sha256: configuration key works');
+      assert.equal(hashed.json.key, null);
+      assert.equal((await call(iris, `sha256:${createHash('sha256').update(HASHED_ADMIN).digest('hex')}`, '/v1/models')).status, 401, 'the digest itself is no key');
     });
 
     test('a key scoped to other models gets 404 for this one, as if it did not exist', async () => {
