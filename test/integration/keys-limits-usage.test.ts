@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
+import { request } from 'undici';
 import { openStore, type Store } from '../../src/store/store.js';
 import type { UsageRecord } from '../../src/store/usage-records.js';
 import { dataUri, makeImage } from '../helpers/images.js';
@@ -328,16 +329,28 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       try {
         assert.ok(await waitFor(async () => (await call(second, key, '/v1/models')).status === 200));
         const count = 8;
+        // `reset` closes each connection after its answer: idle keep-alive sockets would hold the shutdown.
         const answers = Array.from({ length: count }, () =>
-          call(second, key, '/v1/chat/completions', chatBody({ max_tokens: 24, ignore_eos: true })).catch((error: unknown) => error),
+          request(`${second.baseUrl}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+            body: JSON.stringify(chatBody({ max_tokens: 24, ignore_eos: true })),
+            reset: true,
+          }).then(
+            async (response) => {
+              await response.body.text();
+              return response.statusCode;
+            },
+            (error: unknown) => error,
+          ),
         );
         // Every request has reached Iris (logged) before the signal.
         assert.ok(await waitFor(() => second.logs.filter((entry) => entry.includes('incoming request') && entry.includes('/v1/chat/completions')).length >= count));
         const exited = new Promise((resolve) => second.child.once('exit', resolve));
         second.child.kill('SIGTERM');
         const settled = await Promise.all(answers);
-        const statuses = settled.map((answer) => (answer as Answer).status);
-        assert.ok(statuses.every((status) => typeof status === 'number'), `every request was answered: ${statuses}`);
+        assert.ok(settled.every((status) => typeof status === 'number'), `every request was answered: ${settled.map(String)}`);
+        const statuses = settled as number[];
         await exited;
         assert.equal(second.child.exitCode, 0);
         const rows = (await store.usage.rows()).filter((row) => row.keyName === 'load');
