@@ -1,9 +1,9 @@
 /**
  * A fresh machine's install of the SQLite driver: the committed tree in an empty folder, an empty HOME (no
- * user npm config), `npm ci` with the environment `.ci/run` sets (`.ci/npm-env`), and better-sqlite3's own
- * install script, which must build (or fetch) the native driver with nothing but the npm registry. Other
- * packages' install scripts are skipped: this is about the driver. The npm cache is reused so that no more
- * than the registry is needed.
+ * user npm config), `npm install` (what .ci/run runs) with the environment `.ci/run` sets (`.ci/npm-env`), and
+ * better-sqlite3's own install script, which must build the native driver with nothing but the npm registry.
+ * Other packages' install scripts are skipped: this is about the driver. The npm cache is reused so that no
+ * more than the registry is needed.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -22,7 +22,7 @@ after(async () => {
   for (const folder of folders) await rm(folder, { recursive: true, force: true });
 });
 
-test('npm ci in a clean copy builds the SQLite driver from the npm registry alone', async () => {
+test('npm install in a clean copy builds the SQLite driver from the npm registry alone', async () => {
   const checkout = await mkdtemp(join(tmpdir(), 'iris-fresh-checkout-'));
   const home = await mkdtemp(join(tmpdir(), 'iris-fresh-home-'));
   folders.push(checkout, home);
@@ -33,7 +33,7 @@ test('npm ci in a clean copy builds the SQLite driver from the npm registry alon
   Object.assign(env, { HOME: home, npm_config_cache: cache, npm_config_update_notifier: 'false' });
   const install = await run(
     'bash',
-    ['-c', '. .ci/npm-env && npm ci --ignore-scripts --prefer-offline --no-audit --no-fund && npm rebuild better-sqlite3 --foreground-scripts'],
+    ['-c', '. .ci/npm-env && npm install --ignore-scripts --prefer-offline --no-audit --no-fund && npm rebuild better-sqlite3 --foreground-scripts'],
     { cwd: checkout, env, maxBuffer: 64 * 1024 * 1024 },
   );
   const output = `${install.stdout}\n${install.stderr}`;
