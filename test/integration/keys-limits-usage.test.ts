@@ -367,8 +367,10 @@ for (const kind of ['sqlite', 'postgres'] as const) {
         try {
           const key = await createKey('--name', 'fleet', '--rpm', '3');
           const conc = await createKey('--name', 'fleet-conc', '--concurrency', '1');
-          assert.ok(await waitFor(async () => (await call(iris, key, '/v1/models')).status === 200));
-          assert.ok(await waitFor(async () => (await call(other, conc, '/v1/models')).status === 200));
+          // Both gateways have loaded both keys (each reloads them every 2 s).
+          for (const gateway of [iris, other]) {
+            for (const secret of [key, conc]) assert.ok(await waitFor(async () => (await call(gateway, secret, '/v1/models')).status === 200));
+          }
           const statuses: number[] = [];
           for (const gateway of [iris, other, iris, other]) statuses.push((await call(gateway, key, '/v1/chat/completions', chatBody())).status);
           assert.deepEqual(statuses, [200, 200, 200, 429]);
@@ -377,6 +379,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
 
           const controller = new AbortController();
           const holding = await openStream(iris, conc, chatBody({ stream: true, max_tokens: 2000, ignore_eos: true }), controller.signal);
+          assert.equal(holding.status, 200);
           await holding.body!.getReader().read();
           assertRateLimited(await call(other, conc, '/v1/chat/completions', chatBody()), 'requests');
           controller.abort();
