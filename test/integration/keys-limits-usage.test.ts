@@ -334,7 +334,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
           request(`${second.baseUrl}/v1/chat/completions`, {
             method: 'POST',
             headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-            body: JSON.stringify(chatBody({ max_tokens: 24, ignore_eos: true })),
+            body: JSON.stringify(chatBody({ max_tokens: 200, ignore_eos: true })),
             reset: true,
           }).then(
             async (response) => {
@@ -344,8 +344,12 @@ for (const kind of ['sqlite', 'postgres'] as const) {
             (error: unknown) => error,
           ),
         );
-        // Every request has reached Iris (logged) before the signal.
-        assert.ok(await waitFor(() => second.logs.filter((entry) => entry.includes('incoming request') && entry.includes('/v1/chat/completions')).length >= count));
+        // Every request holds or waits for a slot (the metrics' gauges) before the signal.
+        const admitted = async (): Promise<number> => {
+          const text = await (await fetch(`${second.baseUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } })).text();
+          return [...text.matchAll(/^iris_requests_(?:running|waiting)\{model="tiny"\} (\d+)/gm)].reduce((sum, match) => sum + Number(match[1]), 0);
+        };
+        assert.ok(await waitFor(async () => (await admitted()) >= count));
         const exited = new Promise((resolve) => second.child.once('exit', resolve));
         second.child.kill('SIGTERM');
         const settled = await Promise.all(answers);
