@@ -10,8 +10,11 @@ import type { IrisMetrics } from '../metrics/iris-metrics.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { createAuthCheck } from './auth.js';
 import type { Drain } from './drain.js';
-import { installErrorHandler } from './error-handler.js';
+import { createBodyBudget } from './body-budget.js';
+import { guardConnections } from './connection-guard.js';
+import { handleClientError, installErrorHandler } from './error-handler.js';
 import { observeRequests, requestIdOf } from './request-observation.js';
+import { findIllFormedText } from '../protocol/well-formed-text.js';
 import { registerChatCompletions } from './routes/chat-completions.js';
 import { registerHealth } from './routes/health.js';
 import { registerMetrics } from './routes/metrics.js';
@@ -41,6 +44,7 @@ const OWN_AUTH_PATHS = new Set(['/metrics']);
 
 /** Creates the HTTP app (not listening yet). */
 export function createApp(deps: AppDeps): FastifyInstance {
+  const limits = deps.config.limits;
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: deps.config.limits.maxBodyBytes,
@@ -51,15 +55,26 @@ export function createApp(deps: AppDeps): FastifyInstance {
     // While closing, the drain hook answers 503 with Retry-After in the API's own error shape.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    requestTimeout: limits.bodyTimeoutMs,
+    // Deadlines are checked this often; the default (30 s) would let slow clients stay far past them.
+    http: { headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs) },
+    clientErrorHandler: handleClientError,
   });
+  guardConnections(app.server, limits.maxConnections);
 
   // curl -d sends application/x-www-form-urlencoded by default; read any body as JSON, as the hosted API does.
   app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
-    app.getDefaultJsonParser('error', 'error')(_request, body as string, done);
+    app.getDefaultJsonParser('error', 'error')(_request, body as string, (error, value) => {
+      // Valid JSON may still hold text that is not valid Unicode (lone surrogates); refuse it here, by field.
+      if (error) done(error, undefined);
+      else done(findIllFormedText(value), value);
+    });
   });
 
   const checkAuth = createAuthCheck(deps.config.apiKeys);
   observeRequests(app, deps);
+  const bodyBudget = createBodyBudget({ maxBytesInFlight: limits.maxBodyBytesInFlight, maxBodyBytes: limits.maxBodyBytes });
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
     const path = request.url.split('?')[0] ?? '';
@@ -69,6 +84,12 @@ export function createApp(deps: AppDeps): FastifyInstance {
       throw deps.drain.refusal();
     }
     if (!isPublic && !OWN_AUTH_PATHS.has(path)) checkAuth(request);
+    bodyBudget.reserve(request, reply);
+  });
+  // An answer given before the body was read (401, 413, 503) closes the connection: keeping it would mean
+  // reading, or waiting for, a body nobody wants.
+  app.addHook('onSend', async (request, reply) => {
+    if (!request.raw.complete) void reply.header('connection', 'close');
   });
 
   installErrorHandler(app, { retryAfterSeconds: () => (deps.drain.draining ? deps.drain.retryAfterSeconds() : 1) });
@@ -77,10 +98,11 @@ export function createApp(deps: AppDeps): FastifyInstance {
   registerModels(app, deps);
   registerChatCompletions(app, {
     ...deps,
+    limits,
     fingerprint: `iris-${deps.version}`,
     maxChoicesPerRequest: deps.config.limits.maxChoicesPerRequest,
   });
-  registerTokenize(app, deps);
+  registerTokenize(app, { ...deps, limits });
   registerWeb(app, deps);
   return app;
 }

@@ -11,6 +11,7 @@ import { IrisError, toIrisError } from '../../errors.js';
 import { streamChoices } from '../../engines/fan-out-choices.js';
 import type { ImagePipeline } from '../../images/image-pipeline.js';
 import type { ModelLease, ModelRegistry } from '../../models/model-registry.js';
+import { checkRequestLimits, type RequestLimits } from '../../protocol/request-limits.js';
 import { parseChatRequest, type ChatRequest } from '../../protocol/chat-request.js';
 import { abortOnDisconnect } from '../abort-on-disconnect.js';
 import { checkCapabilities, toEngineInputs, toEngineOptions, totalImageTokens } from '../chat-inputs.js';
@@ -34,6 +35,8 @@ import { SseWriter } from '../sse.js';
 export interface ChatCompletionsDeps {
   registry: ModelRegistry;
   images: ImagePipeline;
+  /** Bounds on the messages of one request. */
+  limits: RequestLimits;
   /** `system_fingerprint` of responses. */
   fingerprint: string;
   /** Largest `n` of one request. */
@@ -51,6 +54,7 @@ export function registerChatCompletions(app: FastifyInstance, deps: ChatCompleti
 async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: ChatCompletionsDeps): Promise<unknown> {
   const observation = request.observation;
   const chat = parseChatRequest(request.body, { maxChoices: deps.maxChoicesPerRequest });
+  checkRequestLimits(chat, deps.limits);
   const model = await deps.registry.resolve(chat.model);
   observation.model = model.definition.id;
   const abort = abortOnDisconnect(request, reply, deps.drain.signal);

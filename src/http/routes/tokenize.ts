@@ -10,6 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { invalidRequest } from '../../errors.js';
 import type { ImagePipeline } from '../../images/image-pipeline.js';
 import type { ModelLease, ModelRegistry } from '../../models/model-registry.js';
+import { checkRequestLimits, type RequestLimits } from '../../protocol/request-limits.js';
 import { parseChatRequest } from '../../protocol/chat-request.js';
 import type { ImageReport } from '../../protocol/chat-response.js';
 import { abortOnDisconnect } from '../abort-on-disconnect.js';
@@ -19,6 +20,8 @@ import { checkCapabilities, toEngineInputs, toEngineOptions } from '../chat-inpu
 export interface TokenizeDeps {
   registry: ModelRegistry;
   images: ImagePipeline;
+  /** Bounds on the messages of one request. */
+  limits: RequestLimits;
 }
 
 /** The answer of the tokenize endpoint. */
@@ -41,6 +44,7 @@ export function registerTokenize(app: FastifyInstance, deps: TokenizeDeps): void
 async function handleTokenize(request: FastifyRequest, reply: FastifyReply, deps: TokenizeDeps): Promise<TokenizeResponse> {
   // Counting tokens generates nothing: no choice count applies.
   const chat = parseChatRequest(request.body, { maxChoices: Number.MAX_SAFE_INTEGER });
+  checkRequestLimits(chat, deps.limits);
   const model = await deps.registry.resolve(chat.model);
   const id = model.definition.id;
   request.observation.model = id;
