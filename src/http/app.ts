@@ -65,11 +65,13 @@ export function createApp(deps: AppDeps): FastifyInstance {
 
   // curl -d sends application/x-www-form-urlencoded by default; read any body as JSON, as the hosted API does.
   app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
-    app.getDefaultJsonParser('error', 'error')(_request, body as string, (error, value) => {
-      // Valid JSON may still hold text that is not valid Unicode (lone surrogates); refuse it here, by field.
-      if (error) done(error, undefined);
-      else done(findIllFormedText(value), value);
-    });
+    app.getDefaultJsonParser('error', 'error')(_request, body as string, done);
+  });
+  // Valid JSON may still hold text that is not valid Unicode (lone surrogates): refused here, by field, for
+  // every route, before any of them reads the body.
+  app.addHook('preValidation', async (request) => {
+    const illFormed = findIllFormedText(request.body);
+    if (illFormed) throw illFormed;
   });
 
   const checkAuth = createAuthCheck(deps.config.apiKeys);
