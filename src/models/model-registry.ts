@@ -398,7 +398,9 @@ export class ModelRegistry {
       },
       (error: unknown) => {
         entry.prepared = undefined;
-        // A model registered on demand whose pull failed is dropped again.
+        // A caller that went away says nothing about the model; a model registered on demand whose pull
+        // failed is dropped again.
+        if (error instanceof IrisError && error.code === 'request_cancelled') throw error;
         entry.lastLoadFailed = true;
         this.#forgetIfDiscovered(entry, error);
         throw error;
