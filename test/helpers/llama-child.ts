@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { request } from 'undici';
 import { waitFor, type IrisProcess } from './test-env.js';
 
 /** The running child of an Iris. */
@@ -55,9 +56,15 @@ export function fetchChild(child: LlamaChild, path: string, init: RequestInit = 
   return fetch(`${child.baseUrl}${path}`, { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${key}` } });
 }
 
-/** Requests the child is processing now, from its Prometheus metrics (asked with its key). */
+/**
+ * Requests the child is processing now, from its Prometheus metrics (asked with its key). Each poll uses a
+ * fresh connection: llama-server closes a keep-alive connection after 100 requests, and a poll that raced
+ * that close would fail.
+ */
 export async function childRequestsProcessing(child: LlamaChild): Promise<number> {
-  const text = await (await fetchChild(child, '/metrics')).text();
+  const key = readFileSync(childKeyFile(child), 'utf8').trim();
+  const response = await request(`${child.baseUrl}/metrics`, { headers: { authorization: `Bearer ${key}` }, reset: true });
+  const text = await response.body.text();
   const match = /^llamacpp:requests_processing\s+(\S+)$/m.exec(text);
   assert.ok(match, 'llama-server reports llamacpp:requests_processing');
   return Number(match[1]);
