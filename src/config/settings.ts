@@ -188,7 +188,7 @@ export const SERVER_SETTINGS = {
     flag: 'keep-alive',
     env: 'IRIS_KEEP_ALIVE',
     placeholder: 'DURATION',
-    help: 'unload a model idle this long: 30s, 10m, 1h, -1 = never',
+    help: 'unload a model idle this long: 30s, 10m, 1h, -1 = never; unless set, the --model model stays loaded',
   }),
   /** Memory the loaded models may use together (bytes after parsing). */
   memoryBudget: setting({
