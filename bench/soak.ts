@@ -81,6 +81,7 @@ const count = (kind: string, outcome: string | number): void => {
   counts.set(kind, byOutcome);
 };
 
+const deadline = Date.now() + seconds * 1000;
 const post = async (body: string, key = KEY, signal?: AbortSignal): Promise<Response> =>
   fetch(`${iris.baseUrl}/v1/chat/completions`, {
     method: 'POST',
@@ -103,8 +104,8 @@ function unfinishedBody(key: string): Promise<string> {
         `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Bearer ${key}\r\nContent-Length: 1000000\r\n\r\n{"model":`,
       );
     });
-    // Bounded either way: the server's deadline ends it much sooner.
-    setTimeout(() => socket.destroy(), 90_000).unref();
+    // Bounded: the server's body deadline ends it, or the soak's own end does.
+    setTimeout(() => socket.destroy(), Math.max(1000, deadline - Date.now())).unref();
   });
 }
 
@@ -150,7 +151,6 @@ const pick = () => {
   return mix[0]!;
 };
 
-const deadline = Date.now() + seconds * 1000;
 const sampler = setInterval(() => {
   const now = sample();
   if (now.iris + now.children > peak.iris + peak.children) peak = now;
