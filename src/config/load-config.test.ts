@@ -152,7 +152,7 @@ describe('media hosts and image settings', () => {
     const defaults = loadConfig({}, {}).limits;
     assert.equal(defaults.headersTimeoutMs, 10_000);
     assert.equal(defaults.bodyTimeoutMs, 60_000);
-    assert.equal(defaults.keepAliveTimeoutMs, 5_000);
+    assert.equal(defaults.keepAliveTimeoutMs, 72_000);
     assert.equal(defaults.maxConnections, 1024);
     assert.equal(defaults.maxMessages, 2048);
     const file = join(dir, 'limits.yaml');

@@ -363,8 +363,12 @@ export const SERVER_SETTINGS = {
     headersTimeoutMs: setting({ schema: z.number().int().min(100), default: 10_000, help: 'ms a client has to send its request headers (408 after)' }),
     /** Time for a client to send a whole request, body included, in ms; later is a 408. */
     bodyTimeoutMs: setting({ schema: z.number().int().min(100), default: 60_000, help: 'ms a client has to send its whole request, body included (408 after)' }),
-    /** How long an idle keep-alive connection stays open, in ms. */
-    keepAliveTimeoutMs: setting({ schema: z.number().int().min(100), default: 5_000, help: 'ms an idle keep-alive connection stays open' }),
+    /**
+     * How long an idle keep-alive connection stays open, in ms. Longer than the idle timeout of common load
+     * balancers (60 s), which must not reuse a connection the server is closing; under a connection flood,
+     * idle connections are the first closed anyway.
+     */
+    keepAliveTimeoutMs: setting({ schema: z.number().int().min(100), default: 72_000, help: 'ms an idle keep-alive connection stays open' }),
     /** Open client connections; beyond it the oldest idle one is closed, or the new one if none is idle. */
     maxConnections: setting({ schema: z.number().int().min(1), default: 1024, help: 'open client connections; past it the oldest idle one is closed' }),
     /** Request body bytes (by Content-Length) received or held at once; beyond it: 503 + Retry-After (512 MiB). */
