@@ -28,7 +28,7 @@ test('deep nesting does not overflow the stack', () => {
 
 test('request limits: messages and text bytes', () => {
   const limits = { maxMessages: 3, maxTextBytes: 10 };
-  const chat = (messages: unknown[]) => parseChatRequest({ model: 'm', messages });
+  const chat = (messages: unknown[]) => parseChatRequest({ model: 'm', messages }, { maxChoices: 1 });
   assert.doesNotThrow(() => checkRequestLimits(chat([{ role: 'user', content: 'é'.repeat(5) }]), limits));
   assert.throws(
     () => checkRequestLimits(chat(Array.from({ length: 4 }, () => ({ role: 'user', content: 'a' }))), limits),

@@ -253,9 +253,9 @@ function streamErrorStatus(error: UpstreamErrorBody): number {
 
 /**
  * Maps an error llama-server answered with onto ours: its 4xx are the caller's fault, the rest ours. Its
- * messages can quote the prompt (a parse error shows the text it choked on), so none reaches the client
- * except the schema errors about the caller's own JSON schema: the client gets Iris's own words, the log
- * gets the engine's, cut short and escaped.
+ * messages can quote the prompt (a parse error shows the text it choked on): a 5xx never passes the
+ * engine's words on, and a 4xx passes them on (escaped, cut short) only when they quote none of the
+ * request's text. The log always gets them, cut short and escaped.
  */
 function upstreamError(status: number, error: UpstreamErrorBody, request: EngineRequest, logger: Logger, startSeconds?: number): IrisError {
   const message = error.message || 'llama-server rejected the request.';
@@ -276,12 +276,28 @@ function upstreamError(status: number, error: UpstreamErrorBody, request: Engine
     // Iris always streams from llama-server, which cannot report logprobs while it parses tool calls.
     return invalidRequest('logprobs cannot be combined with tools on this model.', 'logprobs', 'unsupported_parameter');
   }
-  if (status >= 400 && status < 500) return invalidRequest('The model could not take this request as sent.', null, 'invalid_request');
+  if (status >= 400 && status < 500) {
+    const detail = quotesRequest(message, request) ? '' : `: ${echo(message)}`;
+    return invalidRequest(`The model rejected the request${detail}`, null, 'invalid_request');
+  }
   // The engine's own words stay on the error as its cause, for logs and for recognising known failures.
   const cause = new Error(message);
   // llama-server answers 503 while it loads the model: that takes about as long as its start did.
   if (status === 503) return engineUnavailable('The model is not ready. Retry shortly.', 'model_unavailable', cause, startSeconds);
   return engineFailed('The model failed while processing this request.', 'engine_error', cause);
+}
+
+/** Length of the pieces of an engine message looked for in the request's text. */
+const QUOTE_WINDOW = 16;
+
+/** Whether an engine message quotes the request's text (then it is not passed on to the client). */
+function quotesRequest(message: string, request: EngineRequest): boolean {
+  const texts = request.messages.flatMap((turn) => turn.content.flatMap((part) => (part.type === 'text' ? [part.text] : [])));
+  for (let start = 0; start + QUOTE_WINDOW <= message.length; start += QUOTE_WINDOW / 2) {
+    const piece = message.slice(start, start + QUOTE_WINDOW);
+    if (texts.some((text) => text.includes(piece))) return true;
+  }
+  return false;
 }
 
 /** The body llama-server's /v1/chat/completions takes: OpenAI's, plus its prompt-cache switch. */
