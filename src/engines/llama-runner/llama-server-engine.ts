@@ -80,7 +80,7 @@ export class LlamaServerEngine implements Engine {
     // Tools need a chat template that renders them: without one llama-server would answer in plain text,
     // and a caller asking for tools would silently get none.
     try {
-      const response = await httpRequest(`${baseUrl}/props`, { dispatcher: this.#agent });
+      const response = await httpRequest(`${baseUrl}/props`, { dispatcher: this.#agent, headers: { authorization: this.process.authorization } });
       const props = (await response.body.json()) as { chat_template_caps?: { supports_tool_calls?: boolean } };
       this.#capabilities = { ...this.#capabilities, toolCalls: props.chat_template_caps?.supports_tool_calls === true };
       this.#templateRead = true;
