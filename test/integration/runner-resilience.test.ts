@@ -85,7 +85,7 @@ describe('runner resilience', () => {
   });
 
   test('llama-server killed mid-request: the request fails cleanly, the runner restarts, the next request succeeds', async () => {
-    const before = await llamaServerOf(iris);
+    const before = await runner(iris);
     const restartsBefore = await restartsMetric(iris);
     const pending = fetch(`${iris.baseUrl}/v1/chat/completions`, {
       method: 'POST',
@@ -104,14 +104,14 @@ describe('runner resilience', () => {
     // A stream cut by a dying runner ends with an error event, not a hang.
     const next = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'again' }], max_tokens: 4 });
     assertMatchesSchema('CreateChatCompletionResponse', next);
-    const after = await llamaServerOf(iris, before.pid);
+    const after = await runner(iris, before.pid);
     assert.notEqual(after.pid, before.pid, 'a new llama-server was started');
     assert.equal(processExists(before.pid), false);
     assert.equal((await restartsMetric(iris)) - restartsBefore, 1, 'iris_engine_restarts_total counted the restart');
   });
 
   test('a stream whose runner dies ends with an error event', async () => {
-    const current = await llamaServerOf(iris);
+    const current = await runner(iris);
     const response = await fetch(`${iris.baseUrl}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
