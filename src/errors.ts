@@ -153,7 +153,7 @@ export function modelNotFound(model: string, message = `The model '${echo(model)
  */
 export function modelNotServed(model: string, served: readonly string[], hint = ''): IrisError {
   const serving = served.length > 0 ? ` This server serves: ${served.join(', ')}.` : '';
-  return modelNotFound(model, `The model '${model}' does not exist or you do not have access to it.${serving}${hint ? ` ${hint}` : ''}`);
+  return modelNotFound(model, `The model '${echo(model)}' does not exist or you do not have access to it.${serving}${hint ? ` ${hint}` : ''}`);
 }
 
 /** A 409 `model_unavailable`: the model's files are busy (a download is writing them). */
