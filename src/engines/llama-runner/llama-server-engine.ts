@@ -177,7 +177,7 @@ export class LlamaServerEngine implements Engine {
     const baseUrl = this.process.baseUrl;
     if (baseUrl === undefined) return undefined;
     try {
-      const response = await httpRequest(`${baseUrl}/metrics`, { method: 'GET', dispatcher: this.#agent, signal });
+      const response = await httpRequest(`${baseUrl}/metrics`, { method: 'GET', dispatcher: this.#agent, signal, headers: { authorization: this.process.authorization } });
       const text = await response.body.text();
       return response.statusCode === 200 ? text : undefined;
     } catch (error) {
