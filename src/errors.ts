@@ -16,6 +16,8 @@
  * keeping the original error as `cause`.
  */
 
+import { echo } from './echo.js';
+
 /** OpenAI error `type` values used by Iris. */
 export type OpenAIErrorType =
   | 'invalid_request_error'
@@ -45,14 +47,18 @@ export type IrisErrorCode =
   | 'image_fetch_failed'
   | 'image_too_large'
   | 'too_many_images'
+  | 'array_above_max_length'
+  | 'string_above_max_length'
   | 'context_length_exceeded'
   | 'server_overloaded'
   | 'rate_limit_exceeded'
   | 'model_unavailable'
   | 'engine_error'
   | 'engine_crashed'
+  | 'engine_timeout'
   | 'request_cancelled'
   | 'shutting_down'
+  | 'request_timeout'
   | 'hub_unreachable'
   | 'download_failed'
   | 'checksum_mismatch'
@@ -141,7 +147,7 @@ export function invalidRequest(
  * A 404 `model_not_found` about `param: model`: a model id nobody serves, or (with `message`) a model the
  * hub or the cache does not have, saying why.
  */
-export function modelNotFound(model: string, message = `The model '${model}' does not exist or you do not have access to it.`): IrisError {
+export function modelNotFound(model: string, message = `The model '${echo(model)}' does not exist or you do not have access to it.`): IrisError {
   return new IrisError(message, { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model' });
 }
 
@@ -151,7 +157,7 @@ export function modelNotFound(model: string, message = `The model '${model}' doe
  */
 export function modelNotServed(model: string, served: readonly string[], hint = ''): IrisError {
   const serving = served.length > 0 ? ` This server serves: ${served.join(', ')}.` : '';
-  return modelNotFound(model, `The model '${model}' does not exist or you do not have access to it.${serving}${hint ? ` ${hint}` : ''}`);
+  return modelNotFound(model, `The model '${echo(model)}' does not exist or you do not have access to it.${serving}${hint ? ` ${hint}` : ''}`);
 }
 
 /** A 409 `model_unavailable`: the model's files are busy (a download is writing them). */
@@ -264,6 +270,40 @@ export function buildFailed(message: string, cause?: unknown): IrisError {
     status: 500,
     type: 'server_error',
     code: 'build_failed',
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
+/** A 503 + Retry-After: the server cannot take this request now (too much in flight); retrying soon may work. */
+export function serverBusy(message: string): IrisError {
+  return new IrisError(message, { status: 503, type: 'service_unavailable_error', code: 'server_overloaded' });
+}
+
+/** A 408: the client did not send its request (headers or body) in time. */
+export function requestTimedOut(message = 'The request was not received in time.'): IrisError {
+  return new IrisError(message, { status: 408, type: 'invalid_request_error', code: 'request_timeout' });
+}
+
+/** A 431: the request headers are larger than the server accepts (Node's HTTP parser refused them). */
+export function headersTooLarge(): IrisError {
+  return new IrisError('The request headers are larger than this server accepts.', { status: 431, type: 'invalid_request_error', code: 'invalid_request' });
+}
+
+/** A 400 for text that is not valid UTF-16 (a lone surrogate, e.g. `"\ud800"`), naming the field. */
+export function illFormedText(param: string): IrisError {
+  return invalidRequest(
+    `Invalid value for '${echo(param)}': the text holds a lone UTF-16 surrogate (an unpaired \\uD800-\\uDFFF escape), which is not valid Unicode.`,
+    param,
+    'invalid_value',
+  );
+}
+
+/** A 504: the engine did not answer (or went silent) within its deadline. */
+export function engineTimedOut(message: string, cause?: unknown): IrisError {
+  return new IrisError(message, {
+    status: 504,
+    type: 'server_error',
+    code: 'engine_timeout',
     ...(cause === undefined ? {} : { cause }),
   });
 }

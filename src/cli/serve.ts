@@ -86,6 +86,7 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
     prepare: sources.prepare,
     discover: sources.discover,
     unknownModelHint: sources.unknownModelHint(),
+    forget: sources.forget,
   });
   metrics.readModelsFrom(() =>
     registry.list().map((status) => ({

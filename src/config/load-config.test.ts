@@ -127,6 +127,42 @@ describe('media hosts and image settings', () => {
     await writeFile(file, 'images:\n  background: white\n');
     assert.throws(() => loadConfig({ config: file }, env), (error: unknown) => error instanceof ConfigError && /images\.background/.test(error.message));
   });
+
+  test('keys from --api-key-file / IRIS_API_KEYS_FILE join the others; comments and blank lines are skipped', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'iris-config-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const keys = join(dir, 'keys.txt');
+    await writeFile(keys, '# production keys\nkey-one\n\n  key-two  \n');
+    assert.deepEqual(loadConfig({ apiKeyFile: keys, apiKey: ['flag-key'] }, {}).apiKeys, ['flag-key', 'key-one', 'key-two']);
+    assert.deepEqual(loadConfig({}, { IRIS_API_KEYS_FILE: keys, IRIS_API_KEYS: 'env-key' }).apiKeys, ['env-key', 'key-one', 'key-two']);
+    assert.throws(() => loadConfig({ apiKeyFile: join(dir, 'missing.txt') }, {}), /--api-key-file \/ IRIS_API_KEYS_FILE/);
+    await writeFile(keys, '# nothing here\n');
+    assert.throws(() => loadConfig({ apiKeyFile: keys }, {}), /holds no keys/);
+  });
+
+  test('the --model model stays loaded unless a keep-alive is set', () => {
+    assert.equal(loadConfig({ model: 'm.gguf' }, {}).models[0]?.keepAlive, -1);
+    assert.equal(loadConfig({ model: 'm.gguf', keepAlive: '5m' }, {}).models[0]?.keepAlive, undefined);
+    assert.equal(loadConfig({ model: 'm.gguf' }, { IRIS_KEEP_ALIVE: '30s' }).models[0]?.keepAlive, undefined);
+  });
+
+  test('HTTP and request limits have safe defaults and can be set in the file', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'iris-config-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const defaults = loadConfig({}, {}).limits;
+    assert.equal(defaults.headersTimeoutMs, 10_000);
+    assert.equal(defaults.bodyTimeoutMs, 60_000);
+    assert.equal(defaults.keepAliveTimeoutMs, 72_000);
+    assert.equal(defaults.maxConnections, 1024);
+    assert.equal(defaults.maxMessages, 2048);
+    const file = join(dir, 'limits.yaml');
+    await writeFile(file, 'prompt_cache: 256MiB\nlimits:\n  max_messages: 10\n  body_timeout_ms: 3000\n');
+    const config = loadConfig({ config: file }, {});
+    assert.equal(config.limits.maxMessages, 10);
+    assert.equal(config.limits.bodyTimeoutMs, 3000);
+    assert.equal(config.promptCache, 256 * 1024 * 1024);
+    assert.equal(loadConfig({ promptCache: '0' }, {}).promptCache, 0);
+  });
 });
 
 describe('database settings', () => {

@@ -47,6 +47,8 @@ export function loadConfig(flags: ConfigFlags, rawEnv: NodeJS.ProcessEnv): IrisC
   if (modelPath !== undefined) {
     const fromHub = looksLikeHubReference(modelPath);
     const model: Record<string, unknown> = {
+      // Served now and kept loaded unless a keep-alive was set, so an idle instance stays ready.
+      ...(merged['keepAlive'] === undefined ? { keepAlive: -1 } : {}),
       ...commandLineModel,
       id: commandLineModel['id'] ?? (fromHub ? modelPath : defaultModelId(modelPath)),
       ...(fromHub ? { hub: modelPath } : { model: modelPath }),
@@ -75,6 +77,9 @@ export function loadConfig(flags: ConfigFlags, rawEnv: NodeJS.ProcessEnv): IrisC
     ...(model.model === undefined ? {} : { model: resolvePath(baseDir, model.model) }),
     ...(model.mmproj === undefined ? {} : { mmproj: resolvePath(baseDir, model.mmproj) }),
   }));
+  if (config.apiKeyFile !== undefined) {
+    config.apiKeys = [...config.apiKeys, ...readApiKeyFile(resolvePath(baseDir, config.apiKeyFile))];
+  }
   const ids = new Set<string>();
   for (const model of config.models) {
     if (ids.has(model.id)) throw new ConfigError(`Model id '${model.id}' is declared twice (models / --model-id).`);
@@ -164,6 +169,21 @@ function looksLikeHubReference(value: string): boolean {
 function defaultModelId(path: string): string {
   const name = path.split(/[\\/]/).pop() ?? path;
   return name.replace(/\.gguf$/i, '') || 'default';
+}
+
+/** Keys from an API key file: one per line, blank lines and `#` comments skipped. */
+function readApiKeyFile(path: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`Cannot read the API key file ${path} (--api-key-file / IRIS_API_KEYS_FILE): ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const keys = text.split(/\r?\n/).map((line) => line.trim()).filter((line) => line.length > 0 && !line.startsWith('#'));
+  if (keys.length === 0) throw new ConfigError(`The API key file ${path} (--api-key-file / IRIS_API_KEYS_FILE) holds no keys.`);
+  return keys;
 }
 
 function readConfigFile(path: string): Record<string, unknown> {

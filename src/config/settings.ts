@@ -138,7 +138,13 @@ export const MODEL_SETTINGS = {
     defaultText: 'the CPUs Iris may use, at most one per physical core',
   }),
   /** How long the model stays loaded after its last request (ms after parsing; -1 = forever). */
-  keepAlive: setting({ schema: durationSchema.optional(), help: 'unload this model when idle this long', defaultText: "the server's keep_alive" }),
+  keepAlive: setting({
+    schema: durationSchema.optional(),
+    help: 'unload this model when idle this long',
+    defaultText: "the server's keep_alive; -1 for the --model model unless a keep-alive is set",
+  }),
+  /** Memory for the engine's prompt cache (llama-server --cache-ram), in bytes after parsing; 0 disables it. */
+  promptCache: setting({ schema: memorySizeSchema.optional(), help: "memory for this model's prompt cache; 0 disables it", defaultText: "the server's prompt_cache" }),
   /** Layers llama-server offloads to the GPU (`--gpu-layers`): a count, `all` or `auto`. */
   gpuLayers: setting({
     schema: z
@@ -182,7 +188,7 @@ export const SERVER_SETTINGS = {
     flag: 'keep-alive',
     env: 'IRIS_KEEP_ALIVE',
     placeholder: 'DURATION',
-    help: 'unload a model idle this long: 30s, 10m, 1h, -1 = never',
+    help: 'unload a model idle this long: 30s, 10m, 1h, -1 = never; unless set, the --model model stays loaded',
   }),
   /** Memory the loaded models may use together (bytes after parsing). */
   memoryBudget: setting({
@@ -192,6 +198,15 @@ export const SERVER_SETTINGS = {
     env: 'IRIS_MEMORY_BUDGET',
     placeholder: 'SIZE',
     help: 'memory all loaded models may use: 8GiB, 512MB, 70%; the least recently used idle model is unloaded to make room',
+  }),
+  /** Memory each embedded model's prompt cache may use (llama-server --cache-ram), counted in the memory budget. */
+  promptCache: setting({
+    schema: memorySizeSchema.optional(),
+    flag: 'prompt-cache',
+    env: 'IRIS_PROMPT_CACHE',
+    placeholder: 'SIZE',
+    help: "memory for each model's prompt cache, counted in the memory budget; 0 disables it",
+    defaultText: 'a 16th of the memory budget, at most 1GiB',
   }),
   /** Interface to listen on. */
   host: setting({ schema: z.string().min(1), default: '127.0.0.1', flag: 'host', env: 'IRIS_HOST', placeholder: 'HOST', help: 'interface to listen on' }),
@@ -220,7 +235,15 @@ export const SERVER_SETTINGS = {
     env: 'IRIS_API_KEYS',
     input: 'list',
     placeholder: 'KEY',
-    help: 'accepted admin API key, or sha256:<hex> of one; repeatable (iris keys create makes keys with limits)',
+    help: 'accepted admin API key, or sha256:<hex> of one; repeatable; visible in ps: prefer --api-key-file (iris keys create makes keys with limits)',
+  }),
+  /** A file of accepted API keys, one per line (`#` starts a comment), added to apiKeys; keeps keys out of `ps`. */
+  apiKeyFile: setting({
+    schema: z.string().min(1).optional(),
+    flag: 'api-key-file',
+    env: 'IRIS_API_KEYS_FILE',
+    placeholder: 'FILE',
+    help: 'file of accepted admin API keys (or sha256:<hex>), one per line, # starts a comment',
   }),
   /** Serve without API keys on a non-loopback interface. */
   allowUnauthenticated: setting({
@@ -356,6 +379,32 @@ export const SERVER_SETTINGS = {
     maxQueuedPerModel: setting({ schema: z.number().int().min(0), default: 64, help: 'requests waiting for a slot per model before new ones get 429' }),
     /** Longest a request may wait in the queue for a slot, in ms. */
     queueTimeoutMs: setting({ schema: z.number().int().min(100), default: 120_000, help: 'ms a request may wait in the queue for a slot' }),
+    /** Messages in one request. */
+    maxMessages: setting({ schema: z.number().int().min(1), default: 2048, help: 'messages in one request' }),
+    /** UTF-8 bytes of all text in one request's messages together (4 MiB). */
+    maxTextBytes: setting({ schema: z.number().int().min(1024), default: 4 * 1024 * 1024, help: "UTF-8 bytes of all text in one request's messages" }),
+    /** Time for a client to send a request's headers (from connecting), in ms; later is a 408. */
+    headersTimeoutMs: setting({ schema: z.number().int().min(100), default: 10_000, help: 'ms a client has to send its request headers (408 after)' }),
+    /** Time for a client to send a whole request, body included, in ms; later is a 408. */
+    bodyTimeoutMs: setting({ schema: z.number().int().min(100), default: 60_000, help: 'ms a client has to send its whole request, body included (408 after)' }),
+    /**
+     * How long an idle keep-alive connection stays open, in ms. Longer than the idle timeout of common load
+     * balancers (60 s), which must not reuse a connection the server is closing; under a connection flood,
+     * idle connections are the first closed anyway.
+     */
+    keepAliveTimeoutMs: setting({ schema: z.number().int().min(100), default: 72_000, help: 'ms an idle keep-alive connection stays open' }),
+    /** Open client connections; beyond it the oldest idle one is closed, or the new one if none is idle. */
+    maxConnections: setting({ schema: z.number().int().min(1), default: 1024, help: 'open client connections; past it the oldest idle one is closed' }),
+    /** Request body bytes (by Content-Length) received or held at once; beyond it: 503 + Retry-After (512 MiB). */
+    maxBodyBytesInFlight: setting({
+      schema: z.number().int().min(1024),
+      default: 512 * 1024 * 1024,
+      help: 'request body bytes received or held at once (503 + Retry-After past it)',
+    }),
+    /** Time for the engine to start answering (prompt processing included), in ms. */
+    engineFirstByteTimeoutMs: setting({ schema: z.number().int().min(100), default: 300_000, help: 'ms the engine has to start answering (504 after)' }),
+    /** Longest pause between two parts of an engine's answer, in ms. */
+    engineIdleTimeoutMs: setting({ schema: z.number().int().min(100), default: 120_000, help: "ms the engine may pause between two parts of its answer (504 after)" }),
   }),
 
   /** How images are normalized and cached. */

@@ -13,8 +13,11 @@ import type { RateLimiter } from '../store/rate-limiter.js';
 import type { UsageRecorder, UsageStore } from '../store/usage-records.js';
 import { createAuthCheck } from './auth.js';
 import type { Drain } from './drain.js';
-import { installErrorHandler } from './error-handler.js';
+import { createBodyBudget } from './body-budget.js';
+import { guardConnections } from './connection-guard.js';
+import { handleClientError, installErrorHandler } from './error-handler.js';
 import { observeRequests, requestIdOf } from './request-observation.js';
+import { findIllFormedText } from '../protocol/well-formed-text.js';
 import { RequestAccounting } from './request-accounting.js';
 import { registerChatCompletions } from './routes/chat-completions.js';
 import { registerHealth } from './routes/health.js';
@@ -56,6 +59,7 @@ const OWN_AUTH_PATHS = new Set(['/metrics']);
 
 /** Creates the HTTP app (not listening yet). */
 export function createApp(deps: AppDeps): FastifyInstance {
+  const limits = deps.config.limits;
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: deps.config.limits.maxBodyBytes,
@@ -66,17 +70,30 @@ export function createApp(deps: AppDeps): FastifyInstance {
     // While closing, the drain hook answers 503 with Retry-After in the API's own error shape.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    requestTimeout: limits.bodyTimeoutMs,
+    // Deadlines are checked this often; the default (30 s) would let slow clients stay far past them.
+    http: { headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs) },
+    clientErrorHandler: handleClientError,
   });
+  guardConnections(app.server, limits.maxConnections);
 
   // curl -d sends application/x-www-form-urlencoded by default; read any body as JSON, as the hosted API does.
   app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
     app.getDefaultJsonParser('error', 'error')(_request, body as string, done);
+  });
+  // Valid JSON may still hold text that is not valid Unicode (lone surrogates): refused here, by field, for
+  // every route, before any of them reads the body.
+  app.addHook('preValidation', async (request) => {
+    const illFormed = findIllFormedText(request.body);
+    if (illFormed) throw illFormed;
   });
 
   const { accounts } = deps;
   const checkAuth = createAuthCheck({ configKeys: deps.config.apiKeys, directory: accounts.directory });
   const accounting = new RequestAccounting({ limiter: accounts.limiter, recorder: accounts.recorder, logger: deps.logger });
   observeRequests(app, deps);
+  const bodyBudget = createBodyBudget({ maxBytesInFlight: limits.maxBodyBytesInFlight, maxBodyBytes: limits.maxBodyBytes });
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
     const path = request.url.split('?')[0] ?? '';
@@ -85,9 +102,16 @@ export function createApp(deps: AppDeps): FastifyInstance {
       void reply.header('connection', 'close');
       throw deps.drain.refusal();
     }
-    if (isPublic || OWN_AUTH_PATHS.has(path)) return;
-    checkAuth(request);
-    await accounting.attachHeaders(request, reply);
+    if (!isPublic && !OWN_AUTH_PATHS.has(path)) {
+      checkAuth(request);
+      await accounting.attachHeaders(request, reply);
+    }
+    bodyBudget.reserve(request, reply);
+  });
+  // An answer given before the body was read (401, 413, 503) closes the connection: keeping it would mean
+  // reading, or waiting for, a body nobody wants.
+  app.addHook('onSend', async (request, reply) => {
+    if (!request.raw.complete) void reply.header('connection', 'close');
   });
 
   installErrorHandler(app, { retryAfterSeconds: () => (deps.drain.draining ? deps.drain.retryAfterSeconds() : 1) });
@@ -97,10 +121,11 @@ export function createApp(deps: AppDeps): FastifyInstance {
   registerChatCompletions(app, {
     ...deps,
     accounting,
+    limits,
     fingerprint: `iris-${deps.version}`,
     maxChoicesPerRequest: deps.config.limits.maxChoicesPerRequest,
   });
-  registerTokenize(app, { ...deps, accounting });
+  registerTokenize(app, { ...deps, accounting, limits });
   registerUsage(app, { usage: accounts.usage, flush: () => accounts.recorder.flush() });
   registerWeb(app, deps);
   return app;

@@ -5,8 +5,10 @@
  * 500 that carries the request id and never a stack trace. Every 5xx message names the request id; every
  * 429 and 503 carries `Retry-After`.
  */
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { IrisError, invalidRequest, payloadTooLarge, toIrisError, unknownEndpoint } from '../errors.js';
+import { echo } from '../echo.js';
+import { IrisError, headersTooLarge, invalidRequest, payloadTooLarge, requestTimedOut, toIrisError, unknownEndpoint } from '../errors.js';
 
 /** Maps an error thrown anywhere in a request to the IrisError the client sees. */
 export function toClientError(error: unknown): IrisError {
@@ -16,7 +18,7 @@ export function toClientError(error: unknown): IrisError {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return invalidRequest(
-        `The request body is not valid JSON: ${fastifyError.message ?? ''}`.trim(),
+        `The request body is not valid JSON: ${echo(fastifyError.message ?? '')}`.trim(),
         null,
         'invalid_json',
       );
@@ -29,7 +31,7 @@ export function toClientError(error: unknown): IrisError {
       break;
   }
   if (error instanceof SyntaxError) {
-    return invalidRequest(`The request body is not valid JSON: ${error.message}`, null, 'invalid_json');
+    return invalidRequest(`The request body is not valid JSON: ${echo(error.message)}`, null, 'invalid_json');
   }
   const status = fastifyError.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
@@ -57,7 +59,34 @@ export function installErrorHandler(app: FastifyInstance, options: { retryAfterS
     void reply.status(clientError.status).type('application/json').send(clientError.toBody());
   });
   app.setNotFoundHandler((request, reply) => {
-    const error = unknownEndpoint(request.method, request.url.split('?')[0] ?? request.url);
+    const error = unknownEndpoint(echo(request.method), echo(request.url.split('?')[0] ?? request.url));
     void reply.status(404).send(error.toBody());
   });
+}
+
+const REASONS: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
+
+/**
+ * Fastify's `clientErrorHandler`: errors Node's HTTP parser raises before a request reaches a route (headers
+ * or body not received in time, malformed or oversized headers), answered in the API's error shape when a
+ * response can still be written, and the connection closed.
+ */
+export function handleClientError(this: FastifyInstance, error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const response = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (socket.writable && !response?.headersSent) {
+    const clientError =
+      error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? requestTimedOut('The request (headers or body) was not received in time.')
+        : error.code === 'HPE_HEADER_OVERFLOW'
+          ? headersTooLarge()
+          : invalidRequest('The request is not valid HTTP.', null, 'invalid_request');
+    const body = JSON.stringify(clientError.toBody());
+    socket.write(
+      `HTTP/1.1 ${clientError.status} ${REASONS[clientError.status] ?? 'Error'}\r\nConnection: close\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  this.log.debug({ code: error.code }, 'client connection error');
+  socket.destroy(error);
 }

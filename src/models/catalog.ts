@@ -13,6 +13,7 @@
  * file degrades to llama.cpp's own selection rule rather than to a 404.
  */
 import { deepFreeze } from '../config/deep-freeze.js';
+import { echo } from '../echo.js';
 import { invalidRequest, modelNotFound } from '../errors.js';
 
 /** One model in the catalog. */
@@ -284,7 +285,7 @@ export function splitQuant(reference: string): { name: string; quant: string | u
   const name = reference.slice(0, colon).trim();
   const quant = reference.slice(colon + 1).trim();
   if (!QUANT.test(quant)) {
-    throw invalidRequest(`'${reference}' does not end in a quantization such as ':Q4_K_M' or ':Q8_0'.`, 'model', 'invalid_value');
+    throw invalidRequest(`'${echo(reference)}' does not end in a quantization such as ':Q4_K_M' or ':Q8_0'.`, 'model', 'invalid_value');
   }
   return { name, quant: quant.toUpperCase() };
 }
@@ -323,7 +324,7 @@ export function resolveCatalogId(reference: string): ModelReference {
   const unsupported = UNSUPPORTED_MODELS.find((model) => model.ids.some((id) => id.toLowerCase() === wanted));
   if (unsupported) {
     throw invalidRequest(
-      `'${name}' cannot run in Iris's embedded engine: ${unsupported.reason}. ${REMOTE_ENGINE_HINT}`,
+      `'${echo(name)}' cannot run in Iris's embedded engine: ${unsupported.reason}. ${REMOTE_ENGINE_HINT}`,
       'model',
       'model_not_supported',
     );
@@ -331,7 +332,7 @@ export function resolveCatalogId(reference: string): ModelReference {
   if (isRepoId(name)) return { kind: 'repo', repo: name, quant };
   throw modelNotFound(
     name,
-    `'${name}' is not a model Iris knows. Use a catalog id (${CATALOG.map((known) => known.aliases[0]).join(', ')}) ` +
+    `'${echo(name)}' is not a model Iris knows. Use a catalog id (${CATALOG.map((known) => known.aliases[0]).join(', ')}) ` +
       'or a Hugging Face repo with GGUF files, as owner/repo[:QUANT].',
   );
 }

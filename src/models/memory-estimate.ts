@@ -1,7 +1,8 @@
 /**
  * Estimates how much memory a model takes once llama-server has loaded it, from its GGUF files alone:
  * the weights (file sizes: llama.cpp maps them whole), the KV cache for the configured context (from the
- * architecture's layer count, KV heads and head size, f16 keys and values), and a fixed allowance for
+ * architecture's layer count, KV heads and head size, f16 keys and values), the prompt cache's limit
+ * (llama-server keeps up to --cache-ram of earlier prompts' state in RAM), and a fixed allowance for
  * compute buffers and the process itself. The registry budgets with this number; it is deliberately a
  * little pessimistic.
  */
@@ -21,12 +22,15 @@ export interface MemoryEstimateInput {
   mmproj?: string | undefined;
   /** Context size in tokens (all slots together). */
   context: number;
+  /** The engine's prompt cache limit (llama-server --cache-ram), in bytes. @default 0 */
+  promptCacheBytes?: number | undefined;
 }
 
 /** The estimate, in parts. */
 export interface MemoryEstimate {
   weightsBytes: number;
   kvCacheBytes: number;
+  promptCacheBytes: number;
   overheadBytes: number;
   totalBytes: number;
 }
@@ -47,11 +51,13 @@ export async function estimateModelMemory(input: MemoryEstimateInput): Promise<M
   const valueLength = numberValue(meta[`${arch}.attention.value_length`]) ?? keyLength;
   const kvCacheBytes = Math.ceil(layers * input.context * kvHeads * (keyLength + valueLength) * KV_BYTES_PER_ELEMENT);
   const weightsBytes = modelInfo.fileSize + mmprojSize;
+  const promptCacheBytes = input.promptCacheBytes ?? 0;
   return {
     weightsBytes,
     kvCacheBytes,
+    promptCacheBytes,
     overheadBytes: FIXED_OVERHEAD_BYTES,
-    totalBytes: weightsBytes + kvCacheBytes + FIXED_OVERHEAD_BYTES,
+    totalBytes: weightsBytes + kvCacheBytes + promptCacheBytes + FIXED_OVERHEAD_BYTES,
   };
 }
 

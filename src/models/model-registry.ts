@@ -103,6 +103,11 @@ export interface ModelRegistryDeps {
   discover?(id: string): Promise<ModelDefinition | undefined>;
   /** Added to a 404's message after the served ids: what else a request may name (catalog ids pulled on demand). */
   unknownModelHint?: string;
+  /**
+   * Called when loading a model failed; returns true when the model was only registered on demand and must
+   * be dropped (a failed pull leaves no entry behind).
+   */
+  forget?(id: string, error: unknown): boolean;
   /** Memory all loaded models may use together, in bytes. */
   memoryBudgetBytes: number;
   /** Queue limits of every model's scheduler. */
@@ -124,6 +129,9 @@ interface Entry {
   /** When it was last used, on the registry's use counter (orders eviction; ties are impossible). */
   lastUsed: number;
   idleTimer: NodeJS.Timeout | undefined;
+  /** Whether a load ever succeeded, and whether the latest one failed: an unloaded model that loaded before is still servable. */
+  loadedOnce: boolean;
+  lastLoadFailed: boolean;
 }
 
 /** All served models and their engines. */
@@ -156,6 +164,8 @@ export class ModelRegistry {
       active: 0,
       lastUsed: 0,
       idleTimer: undefined,
+      loadedOnce: false,
+      lastLoadFailed: false,
     });
   }
 
@@ -230,6 +240,16 @@ export class ModelRegistry {
   isReady(id: string): boolean {
     const entry = this.#entry(id);
     return entry.state === 'loaded' && entry.engine !== undefined && entry.engine.isReady();
+  }
+
+  /**
+   * Whether a model can serve requests now or after a load: loaded and healthy, or not loaded (unloaded on
+   * keep_alive, or being loaded again) after an earlier load succeeded and with no failed load since.
+   */
+  isServable(id: string): boolean {
+    const entry = this.#entry(id);
+    if (entry.state === 'loaded') return this.isReady(id);
+    return entry.loadedOnce && !entry.lastLoadFailed;
   }
 
   /**
@@ -330,6 +350,7 @@ export class ModelRegistry {
       victims = this.#makeRoom(entry, prepared.memoryBytes);
     } catch (error) {
       entry.state = 'unloaded';
+      entry.lastLoadFailed = true;
       throw error;
     }
     entry.reservedBytes = prepared.memoryBytes;
@@ -342,9 +363,11 @@ export class ModelRegistry {
     try {
       await engine.ready();
     } catch (error) {
+      entry.lastLoadFailed = true;
       entry.reservedBytes = 0;
       entry.state = 'unloaded';
       await engine.dispose().catch(() => undefined);
+      this.#forgetIfDiscovered(entry, error);
       throw error;
     }
     if (this.#disposed) {
@@ -353,6 +376,8 @@ export class ModelRegistry {
     }
     entry.engine = engine;
     entry.state = 'loaded';
+    entry.loadedOnce = true;
+    entry.lastLoadFailed = false;
     entry.lastUsed = ++this.#uses;
     logger.info({ model: id, ms: Date.now() - started }, 'model loaded');
     this.#scheduleIdleUnload(entry);
@@ -373,10 +398,24 @@ export class ModelRegistry {
       },
       (error: unknown) => {
         entry.prepared = undefined;
+        // A caller that went away says nothing about the model; a model registered on demand whose pull
+        // failed is dropped again.
+        if (error instanceof IrisError && error.code === 'request_cancelled') throw error;
+        entry.lastLoadFailed = true;
+        this.#forgetIfDiscovered(entry, error);
         throw error;
       },
     );
     return entry.prepared;
+  }
+
+  /** Drops a model registered on demand whose load failed (the sources decide), with its aliases. */
+  #forgetIfDiscovered(entry: Entry, error: unknown): void {
+    const id = entry.definition.id;
+    if (this.#entries.get(id) !== entry || !this.#deps.forget?.(id, error)) return;
+    this.#entries.delete(id);
+    for (const [alias, target] of this.#aliases) if (target === id) this.#aliases.delete(alias);
+    entry.scheduler.dispose();
   }
 
   /** Picks idle models to unload (least recently used first) so that `needed` bytes fit; throws 503 if they cannot. */

@@ -10,12 +10,14 @@ import type { Engine } from '../engines/engine.js';
 import { LlamaServerEngine } from '../engines/llama-runner/llama-server-engine.js';
 import { defaultSlots, defaultThreads } from '../engines/llama-runner/machine-defaults.js';
 import { OpenAIUpstreamEngine } from '../engines/openai-upstream/openai-upstream-engine.js';
-import { engineUnavailable } from '../errors.js';
+import { LRUCache } from 'lru-cache';
+import { echo } from '../echo.js';
+import { IrisError, engineUnavailable } from '../errors.js';
 import { GENERIC_IMAGE_POLICY, describeImagePolicy, imagePolicyFromMmproj, type ImagePolicy } from '../images/image-policy.js';
 import type { Logger } from '../logger.js';
 import type { IrisMetrics } from '../metrics/iris-metrics.js';
 import { CATALOG, resolveCatalogId } from './catalog.js';
-import { logProgress, pullModel } from './hub/index.js';
+import { checkModelExists, logProgress, pullModel } from './hub/index.js';
 import { estimateModelMemory } from './memory-estimate.js';
 import type { ModelDefinition, PreparedModel } from './model-registry.js';
 
@@ -29,6 +31,11 @@ export interface LlamaServerBinary {
 const DEFAULT_CONTEXT = 4096;
 /** Concurrent requests to an upstream model that names no `slots`: remote servers batch many more than a CPU. */
 const UPSTREAM_SLOTS = 64;
+const MIB = 1024 * 1024;
+/** How long a failed on-demand lookup of an id is remembered (and answered again without the hub). */
+const FAILED_DISCOVERY_TTL_MS = 30_000;
+/** The largest prompt cache a model gets when none is configured. */
+const DEFAULT_PROMPT_CACHE_MAX_BYTES = 1024 * MIB;
 
 /** What the sources need. */
 export interface ModelSourcesDeps {
@@ -50,6 +57,10 @@ export class ModelSources {
   #created = Math.floor(Date.now() / 1000);
   /** llama-server threads of models that name none. */
   #threads = defaultThreads();
+  /** Ids registered on demand (removed again when their pull fails). */
+  #discovered = new Set<string>();
+  /** Recent on-demand failures by requested id, so bogus ids do not reach the hub on every request. */
+  #failures = new LRUCache<string, IrisError>({ max: 4096, ttl: FAILED_DISCOVERY_TTL_MS });
 
   constructor(models: readonly ModelConfig[], deps: ModelSourcesDeps) {
     this.#deps = deps;
@@ -100,8 +111,9 @@ export class ModelSources {
         context: model.context ?? pulled.context,
       };
     }
+    const promptCacheMiB = Math.floor(this.#promptCacheBytes(model) / MIB);
     const [estimate, imagePolicy, binary] = await Promise.all([
-      estimateModelMemory(files),
+      estimateModelMemory({ ...files, promptCacheBytes: promptCacheMiB * MIB }),
       this.#imagePolicy(model.id, files.mmproj),
       this.#deps.llamaServer(),
     ]);
@@ -118,6 +130,9 @@ export class ModelSources {
       gpuLayers: model.gpuLayers ?? (binary.backend === 'cuda' || binary.backend === 'vulkan' ? 'all' : undefined),
       extraArgs: model.llamaArgs,
       startTimeoutMs: config.llama.startTimeoutMs,
+      promptCacheMiB,
+      firstByteTimeoutMs: config.limits.engineFirstByteTimeoutMs,
+      idleTimeoutMs: config.limits.engineIdleTimeoutMs,
       maxImagesPerRequest: config.limits.maxImagesPerRequest,
     };
     return {
@@ -139,27 +154,63 @@ export class ModelSources {
       : `It also pulls ${catalog} on first request.`;
   }
 
-  /** The registry's `discover`: a catalog id or hub repo a request names, when pull_on_demand allows it. */
-  discover = async (id: string): Promise<ModelDefinition | undefined> => {
+  /**
+   * The registry's `discover`: a catalog id or hub repo a request names, when pull_on_demand allows it. The
+   * id is registered only once the hub (or the cache) shows it exists; failures are remembered briefly.
+   */
+  discover = async (id: string, signal?: AbortSignal): Promise<ModelDefinition | undefined> => {
     const mode = this.#deps.config.pullOnDemand;
     if (mode === 'never') return undefined;
-    // Throws 400 for models the embedded engine cannot run (pointing to remote engines), 404 for non-names.
-    const reference = resolveCatalogId(id);
-    if (reference.kind === 'repo' && mode !== 'any') return undefined;
-    const canonical =
-      reference.kind === 'catalog' ? `${reference.entry.id}${reference.quant ? `:${reference.quant}` : ''}` : id;
-    const existing = this.#configs.get(canonical);
-    if (existing) return this.#definition(existing);
-    const model: ModelConfig = {
-      id: canonical,
-      hub: id,
-      ...MODEL_DEFAULTS,
-      ...(reference.kind === 'catalog' ? { context: reference.entry.context } : {}),
-    };
-    this.#configs.set(canonical, model);
-    this.#deps.logger.info({ model: canonical, requested: id }, 'registering a model to pull on demand');
-    return this.#definition(model);
+    const failed = this.#failures.get(id);
+    if (failed) throw failed;
+    try {
+      // Throws 400 for models the embedded engine cannot run (pointing to remote engines), 404 for non-names.
+      const reference = resolveCatalogId(id);
+      if (reference.kind === 'repo' && mode !== 'any') return undefined;
+      const canonical =
+        reference.kind === 'catalog' ? `${reference.entry.id}${reference.quant ? `:${reference.quant}` : ''}` : id;
+      const existing = this.#configs.get(canonical);
+      if (existing) return this.#definition(existing);
+      const failedPull = this.#failures.get(canonical);
+      if (failedPull) throw failedPull;
+      await checkModelExists({ id, config: this.#deps.config, signal });
+      // Another request may have registered it while this one asked the hub.
+      const registered = this.#configs.get(canonical);
+      if (registered) return this.#definition(registered);
+      const model: ModelConfig = {
+        id: canonical,
+        hub: id,
+        ...MODEL_DEFAULTS,
+        ...(reference.kind === 'catalog' ? { context: reference.entry.context } : {}),
+      };
+      this.#configs.set(canonical, model);
+      this.#discovered.add(canonical);
+      this.#deps.logger.info({ model: canonical, requested: echo(id) }, 'registering a model to pull on demand');
+      return this.#definition(model);
+    } catch (error) {
+      // A cancelled lookup says nothing about the id; anything else does (for a while).
+      if (error instanceof IrisError && error.code !== 'request_cancelled' && !signal?.aborted) this.#failures.set(id, error);
+      throw error;
+    }
   };
+
+  /**
+   * The registry's `forget`: a model registered on demand whose pull failed is dropped again (and the failure
+   * remembered briefly), so ids that name nothing real never stay in the models list. Configured models stay.
+   */
+  forget = (id: string, error: unknown): boolean => {
+    if (!this.#discovered.has(id)) return false;
+    this.#discovered.delete(id);
+    this.#configs.delete(id);
+    if (error instanceof IrisError && error.code !== 'request_cancelled') this.#failures.set(id, error);
+    return true;
+  };
+
+  /** The model's prompt cache: its own setting, the server's, or a 16th of the memory budget up to 1 GiB. */
+  #promptCacheBytes(model: ModelConfig): number {
+    const { config } = this.#deps;
+    return model.promptCache ?? config.promptCache ?? Math.min(DEFAULT_PROMPT_CACHE_MAX_BYTES, Math.floor(config.memoryBudget / 16));
+  }
 
   #definition(model: ModelConfig): ModelDefinition {
     const context = model.context ?? (model.hub !== undefined ? catalogContext(model.hub) : undefined) ?? DEFAULT_CONTEXT;

@@ -482,6 +482,40 @@ describe('iris serve pulls on demand', { timeout: 240_000 }, () => {
     }
   });
 
+  test('on-demand discovery registers only ids that exist; failures leave no entry and are remembered briefly', async () => {
+    const local = await syntheticModel('tiny');
+    const iris = await startIris({ args: ['--model', local.modelPath, '--mmproj', local.mmprojPath, '--model-id', 'local'], env: { HF_ENDPOINT: hub.endpoint } });
+    const listed = async () =>
+      ((await fetch(`${iris.baseUrl}/v1/models`).then((response) => response.json())) as { data: { id: string }[] }).data.map((model) => model.id);
+    try {
+      const before = await listed();
+      hub.reset();
+      // 100 catalog ids with quantizations the repo does not have: each a 404, none registered.
+      for (let index = 0; index < 100; index += 1) {
+        const response = await chat(iris.baseUrl, `smolvlm-256m:Q${String(index).padStart(4, '0')}`);
+        assert.equal(response.status, 404);
+        assert.equal(((await response.json()) as { error: { code: string } }).error.code, 'model_not_found');
+      }
+      assert.deepEqual(await listed(), before, '/v1/models is unchanged');
+      assert.equal(hub.requests.filter((request) => request.url.includes('/resolve/')).length, 0, 'nothing was downloaded');
+      // The same bogus id again is answered from memory, without asking the hub.
+      const asked = hub.requests.length;
+      for (let index = 0; index < 10; index += 1) assert.equal((await chat(iris.baseUrl, 'smolvlm-256m:Q0007')).status, 404);
+      assert.equal(hub.requests.length, asked, 'repeated failures did not reach the hub');
+
+      // An id that exists but whose pull fails (corrupt bytes) leaves no entry either.
+      hub.corrupt('ggml-org/SmolVLM-256M-Instruct-GGUF/SmolVLM-256M-Instruct-Q8_0.gguf');
+      const failed = await chat(iris.baseUrl, 'smolvlm-256m');
+      assert.ok(failed.status >= 500, `status ${failed.status}`);
+      assert.deepEqual(await listed(), before, 'a failed pull leaves /v1/models unchanged');
+      const downloads = hub.downloadsOf('ggml-org/SmolVLM-256M-Instruct-GGUF/SmolVLM-256M-Instruct-Q8_0.gguf').length;
+      assert.ok((await chat(iris.baseUrl, 'smolvlm-256m')).status >= 500);
+      assert.equal(hub.downloadsOf('ggml-org/SmolVLM-256M-Instruct-GGUF/SmolVLM-256M-Instruct-Q8_0.gguf').length, downloads, 'the failed pull is not retried at once');
+    } finally {
+      await iris.stop();
+    }
+  });
+
   test('--pull-on-demand any pulls plain repos, never pulls nothing; --model takes a repo too', async () => {
     const any = await startIris({ args: ['--model', `${REPO}:Q8_0`, '--pull-on-demand', 'any'], env: { HF_ENDPOINT: hub.endpoint } });
     try {

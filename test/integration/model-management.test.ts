@@ -26,14 +26,17 @@ let larger: { model: string; mmproj: string };
 let smallBytes: number;
 let largerBytes: number;
 
+const PROMPT_CACHE_BYTES = 16 * 1024 * 1024;
+
 before(async () => {
   configDir = await mkdtemp(join(tmpdir(), 'iris-models-'));
   const a = await syntheticModel('tiny');
   const b = await syntheticModel('tiny-tiling', 3);
   small = { model: a.modelPath, mmproj: a.mmprojPath };
   larger = { model: b.modelPath, mmproj: b.mmprojPath };
-  smallBytes = (await estimateModelMemory({ ...small, context: CONTEXT_SMALL })).totalBytes;
-  largerBytes = (await estimateModelMemory({ ...larger, context: CONTEXT_LARGER })).totalBytes;
+  // Each model's prompt cache (prompt_cache below) is part of its memory.
+  smallBytes = (await estimateModelMemory({ ...small, context: CONTEXT_SMALL, promptCacheBytes: PROMPT_CACHE_BYTES })).totalBytes;
+  largerBytes = (await estimateModelMemory({ ...larger, context: CONTEXT_LARGER, promptCacheBytes: PROMPT_CACHE_BYTES })).totalBytes;
   assert.notEqual(smallBytes, largerBytes, 'the two models differ in size');
 });
 
@@ -50,6 +53,7 @@ async function serveBoth(options: { keepAlive?: Record<string, string | number>;
       { id: LARGER, ...larger, context: CONTEXT_LARGER, slots: 1, ...(options.keepAlive?.[LARGER] === undefined ? {} : { keep_alive: options.keepAlive[LARGER] }) },
     ],
     preload: options.preload ?? [],
+    prompt_cache: PROMPT_CACHE_BYTES,
     ...(options.memoryBudget === undefined ? {} : { memory_budget: options.memoryBudget }),
   };
   await writeFile(path, toYaml(config));

@@ -19,7 +19,8 @@ import { launchBrowser, testOutputDir } from '../helpers/browser.js';
 import { startImageHost, type ImageHost } from '../helpers/image-host.js';
 import { dataUri, makeImage } from '../helpers/images.js';
 import { assertValidOpenApi31, componentValidators } from '../helpers/iris-openapi.js';
-import { llamaServerOf, llamaServerSlots, startIris, syntheticModel, waitFor, type IrisProcess } from '../helpers/test-env.js';
+import { childRequestsProcessing, llamaChild } from '../helpers/llama-child.js';
+import { startIris, syntheticModel, waitFor, type IrisProcess } from '../helpers/test-env.js';
 
 // Page-side code (page.evaluate, waitForFunction) runs in Chromium; the tests' tsconfig has no DOM types.
 declare const document: any;
@@ -291,12 +292,13 @@ describe('playground', () => {
     await page.fill('#prompt', 'Write a very long story.');
     await page.click('#send');
     await page.waitForFunction(() => (document.querySelector('.message.assistant.streaming .text')?.textContent ?? '').length > 20, undefined, { timeout: 60_000 });
-    const { port } = await llamaServerOf(iris);
-    assert.ok((await llamaServerSlots(port)).some((slot) => slot.is_processing), 'generating');
+    // Iris's child takes only Iris's per-start key; the test reads it as Iris's user could.
+    const child = await llamaChild(iris);
+    assert.ok((await childRequestsProcessing(child)) > 0, 'generating');
     await page.click('#stop');
     const answer = await lastAnswer(page);
     assert.equal(answer.state, 'stopped');
-    assert.ok(await waitFor(async () => (await llamaServerSlots(port)).every((slot) => !slot.is_processing), 5000), 'llama-server stopped generating');
+    assert.ok(await waitFor(async () => (await childRequestsProcessing(child)) === 0, 5000), 'llama-server stopped generating');
     assert.equal(await page.isVisible('#send'), true, 'the send button is back');
     await close(opened);
   });

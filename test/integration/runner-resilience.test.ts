@@ -7,9 +7,15 @@ import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { assertMatchesSchema } from '../helpers/openapi.js';
 import { dataUri, makeImage } from '../helpers/images.js';
-import { llamaServerOf, llamaServerSlots, processExists, startIris, syntheticModel, waitFor, type IrisProcess } from '../helpers/test-env.js';
+import { childRequestsProcessing, llamaChild, type LlamaChild } from '../helpers/llama-child.js';
+import { llamaServerOf, processExists, startIris, syntheticModel, waitFor, type IrisProcess } from '../helpers/test-env.js';
 
 const MODEL = 'tiny';
+
+/** The llama-server child: the latest, or with `previousPid`, the first one started after that child. */
+const runner = (iris: IrisProcess, previousPid?: number): Promise<LlamaChild> => llamaChild(iris, previousPid);
+/** Whether the child is working on a request (from its metrics, asked with its per-start key). */
+const busy = async (child: LlamaChild): Promise<boolean> => (await childRequestsProcessing(child)) > 0;
 
 /** A request that generates for a long time (a high token budget on a big context). */
 function longRequest(image: string, stream: boolean) {
@@ -43,7 +49,7 @@ describe('runner resilience', () => {
   });
 
   test('a client that disconnects mid-stream stops the generation, and the next request is served', async () => {
-    const { port } = await llamaServerOf(iris);
+    const child = await runner(iris);
     const controller = new AbortController();
     const response = await fetch(`${iris.baseUrl}/v1/chat/completions`, {
       method: 'POST',
@@ -57,14 +63,14 @@ describe('runner resilience', () => {
     await reader.read();
     controller.abort();
     // With one slot, the runner must drop the work rather than generate all 7000 tokens for nobody.
-    const idle = await waitFor(async () => (await llamaServerSlots(port)).every((slot) => !slot.is_processing), 5000);
+    const idle = await waitFor(async () => !(await busy(child)), 5000);
     assert.ok(idle, 'llama-server stopped generating after the client left');
     const next = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
     assertMatchesSchema('CreateChatCompletionResponse', next);
   });
 
   test('a non-streaming client that disconnects also frees the slot', async () => {
-    const { port } = await llamaServerOf(iris);
+    const child = await runner(iris);
     const controller = new AbortController();
     const pending = fetch(`${iris.baseUrl}/v1/chat/completions`, {
       method: 'POST',
@@ -72,21 +78,21 @@ describe('runner resilience', () => {
       body: JSON.stringify(longRequest(image, false)),
       signal: controller.signal,
     }).catch(() => undefined);
-    assert.ok(await waitFor(async () => (await llamaServerSlots(port)).some((slot) => slot.is_processing), 10_000), 'generation started');
+    assert.ok(await waitFor(async () => await busy(child), 10_000), 'generation started');
     controller.abort();
     await pending;
-    assert.ok(await waitFor(async () => (await llamaServerSlots(port)).every((slot) => !slot.is_processing), 5000), 'slot freed');
+    assert.ok(await waitFor(async () => !(await busy(child)), 5000), 'slot freed');
   });
 
   test('llama-server killed mid-request: the request fails cleanly, the runner restarts, the next request succeeds', async () => {
-    const before = await llamaServerOf(iris);
+    const before = await runner(iris);
     const restartsBefore = await restartsMetric(iris);
     const pending = fetch(`${iris.baseUrl}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-request-id': 'killed-run' },
       body: JSON.stringify(longRequest(image, false)),
     });
-    assert.ok(await waitFor(async () => (await llamaServerSlots(before.port)).some((slot) => slot.is_processing), 10_000));
+    assert.ok(await waitFor(async () => await busy(before), 10_000));
     process.kill(before.pid, 'SIGKILL');
     const failed = await pending;
     assert.ok(failed.status >= 500 && failed.status < 600, `status ${failed.status}`);
@@ -98,14 +104,14 @@ describe('runner resilience', () => {
     // A stream cut by a dying runner ends with an error event, not a hang.
     const next = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'again' }], max_tokens: 4 });
     assertMatchesSchema('CreateChatCompletionResponse', next);
-    const after = await llamaServerOf(iris, before.pid);
+    const after = await runner(iris, before.pid);
     assert.notEqual(after.pid, before.pid, 'a new llama-server was started');
     assert.equal(processExists(before.pid), false);
     assert.equal((await restartsMetric(iris)) - restartsBefore, 1, 'iris_engine_restarts_total counted the restart');
   });
 
   test('a stream whose runner dies ends with an error event', async () => {
-    const current = await llamaServerOf(iris);
+    const current = await runner(iris);
     const response = await fetch(`${iris.baseUrl}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

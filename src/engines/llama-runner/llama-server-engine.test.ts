@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { IrisError } from '../../errors.js';
@@ -9,9 +12,24 @@ const FAKE = fileURLToPath(new URL('../../../test/fixtures/fake-llama-server.mjs
 
 function engineStreaming(events: unknown[]): LlamaServerEngine {
   const stream = events.map((event) => (typeof event === 'string' ? event : JSON.stringify(event))).join('\n');
+  // The fake streams the file it is given as its model.
+  const script = join(mkdtempSync(join(tmpdir(), 'iris-fake-llama-')), 'stream.txt');
+  writeFileSync(script, stream);
   return new LlamaServerEngine(
-    { id: 'fake', binary: FAKE, model: 'unused.gguf', context: 512, slots: 1, threads: 0, startTimeoutMs: 30_000, maxImagesPerRequest: 0 },
-    { logger: silentLogger(), env: { ...process.env, FAKE_LLAMA_STREAM: stream } },
+    {
+      id: 'fake',
+      binary: FAKE,
+      model: script,
+      context: 512,
+      slots: 1,
+      threads: 0,
+      startTimeoutMs: 30_000,
+      promptCacheMiB: 0,
+      firstByteTimeoutMs: 30_000,
+      idleTimeoutMs: 30_000,
+      maxImagesPerRequest: 0,
+    },
+    { logger: silentLogger(), env: process.env },
   );
 }
 

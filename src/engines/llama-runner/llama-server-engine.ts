@@ -6,7 +6,8 @@
  */
 import { Agent, request as httpRequest, type Dispatcher } from 'undici';
 import type { Engine, EngineCapabilities, EngineCompletion, EngineRequest, EngineTokenCountRequest, StreamPart } from '../engine.js';
-import { IrisError, engineFailed, engineUnavailable, invalidRequest, requestCancelled } from '../../errors.js';
+import { echo } from '../../echo.js';
+import { IrisError, engineFailed, engineTimedOut, engineUnavailable, invalidRequest, requestCancelled } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { LlamaServerProcess, type LlamaServerSettings } from './llama-server-process.js';
 import { collectCompletion } from '../collect-completion.js';
@@ -22,6 +23,14 @@ export interface LlamaServerEngineDeps {
   onRestart?: (() => void) | undefined;
 }
 
+/** How long Iris waits on llama-server; past either, the request fails with 504 and its work is dropped. */
+export interface EngineDeadlines {
+  /** Until the answer starts (prompt processing included), in ms. */
+  firstByteTimeoutMs: number;
+  /** Between two parts of the answer, in ms. */
+  idleTimeoutMs: number;
+}
+
 /** An engine running one GGUF model in a supervised llama-server. */
 export class LlamaServerEngine implements Engine {
   readonly process: LlamaServerProcess;
@@ -29,9 +38,11 @@ export class LlamaServerEngine implements Engine {
   #agent = new Agent({ keepAliveTimeout: 30_000, connections: 64 });
   #templateRead = false;
   #logger: Logger;
+  #deadlines: EngineDeadlines;
 
-  constructor(settings: LlamaServerSettings & { maxImagesPerRequest: number }, deps: LlamaServerEngineDeps) {
+  constructor(settings: LlamaServerSettings & EngineDeadlines & { maxImagesPerRequest: number }, deps: LlamaServerEngineDeps) {
     this.process = new LlamaServerProcess(settings, deps);
+    this.#deadlines = { firstByteTimeoutMs: settings.firstByteTimeoutMs, idleTimeoutMs: settings.idleTimeoutMs };
     this.#logger = deps.logger.child({ model: settings.id });
     this.#capabilities = LlamaServerEngine.capabilitiesFor(settings);
   }
@@ -69,7 +80,7 @@ export class LlamaServerEngine implements Engine {
     // Tools need a chat template that renders them: without one llama-server would answer in plain text,
     // and a caller asking for tools would silently get none.
     try {
-      const response = await httpRequest(`${baseUrl}/props`, { dispatcher: this.#agent });
+      const response = await httpRequest(`${baseUrl}/props`, { dispatcher: this.#agent, headers: { authorization: this.process.authorization } });
       const props = (await response.body.json()) as { chat_template_caps?: { supports_tool_calls?: boolean } };
       this.#capabilities = { ...this.#capabilities, toolCalls: props.chat_template_caps?.supports_tool_calls === true };
       this.#templateRead = true;
@@ -109,7 +120,7 @@ export class LlamaServerEngine implements Engine {
       // Whether a part reached the caller: until then a failure rejects (the engine contract).
       let produced = false;
       try {
-        const decoderOptions = { source: 'llama-server', streamError: (error: UpstreamErrorBody) => upstreamError(streamErrorStatus(error), error, request) };
+        const decoderOptions = { source: 'llama-server', streamError: (error: UpstreamErrorBody) => upstreamError(streamErrorStatus(error), error, request, this.#logger) };
         for await (const part of decodeOpenAIChatStream(response.body, decoderOptions)) {
           // Some chat formats let the grammar repeat the call even when told not to: one call it is.
           if (part.type === 'tool-call-delta' && part.index > 0 && request.parallelToolCalls === false) continue;
@@ -166,7 +177,7 @@ export class LlamaServerEngine implements Engine {
     const baseUrl = this.process.baseUrl;
     if (baseUrl === undefined) return undefined;
     try {
-      const response = await httpRequest(`${baseUrl}/metrics`, { method: 'GET', dispatcher: this.#agent, signal });
+      const response = await httpRequest(`${baseUrl}/metrics`, { method: 'GET', dispatcher: this.#agent, signal, headers: { authorization: this.process.authorization } });
       const text = await response.body.text();
       return response.statusCode === 200 ? text : undefined;
     } catch (error) {
@@ -189,18 +200,19 @@ export class LlamaServerEngine implements Engine {
       response = await httpRequest(`${baseUrl}${path}`, {
         method: 'POST',
         dispatcher: this.#agent,
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: this.process.authorization },
         body,
         signal: request.signal,
-        headersTimeout: 0,
-        bodyTimeout: 0,
+        // Closing the connection on a deadline is what makes llama-server drop the work.
+        headersTimeout: this.#deadlines.firstByteTimeoutMs,
+        bodyTimeout: this.#deadlines.idleTimeoutMs,
       });
     } catch (error) {
       throw this.#connectionError(error, request.signal, request.requestId);
     }
     if (response.statusCode >= 400) {
       const text = await response.body.text().catch(() => '');
-      throw upstreamError(response.statusCode, parseUpstreamError(text), request, this.process.startSeconds);
+      throw upstreamError(response.statusCode, parseUpstreamError(text), request, this.#logger, this.process.startSeconds);
     }
     return response;
   }
@@ -209,6 +221,15 @@ export class LlamaServerEngine implements Engine {
   #connectionError(error: unknown, signal: AbortSignal, requestId?: string): IrisError {
     if (signal.aborted) {
       return requestCancelled(error);
+    }
+    const code = (error as { code?: unknown } | null)?.code;
+    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+      const [what, ms] =
+        code === 'UND_ERR_HEADERS_TIMEOUT'
+          ? ['start answering', this.#deadlines.firstByteTimeoutMs]
+          : ['continue its answer', this.#deadlines.idleTimeoutMs];
+      this.#logger.warn({ code, reqId: requestId }, `llama-server did not ${what} within ${ms} ms; the request was dropped`);
+      return engineTimedOut(`The model did not ${what} within ${ms} ms; the request was stopped. Retry, or send a shorter request.`, error);
     }
     this.#logger.warn({ err: error, reqId: requestId }, 'lost the connection to llama-server');
     if (this.process.state === 'disposed') return engineUnavailable('The model is shutting down.', 'shutting_down', error);
@@ -222,7 +243,7 @@ export class LlamaServerEngine implements Engine {
 
 /** llama-server's failure when a reused prompt-cache prefix ends between two adjacent image chunks. */
 function isStaleMediaCacheError(error: unknown): boolean {
-  return error instanceof IrisError && error.status >= 500 && /Chunk not found/.test(error.message);
+  return error instanceof IrisError && error.status >= 500 && error.cause instanceof Error && /Chunk not found/.test(error.cause.message);
 }
 
 /** The HTTP status an `{"error":...}` event inside a stream stands for (llama-server puts it in `code`). */
@@ -230,11 +251,21 @@ function streamErrorStatus(error: UpstreamErrorBody): number {
   return typeof error.code === 'number' ? error.code : 500;
 }
 
-/** Maps an error llama-server answered with onto ours: its 4xx are the caller's fault, the rest ours. */
-function upstreamError(status: number, error: UpstreamErrorBody, request: EngineRequest, startSeconds?: number): IrisError {
+/**
+ * Maps an error llama-server answered with onto ours: its 4xx are the caller's fault, the rest ours. Its
+ * messages can quote the prompt (a parse error shows the text it choked on): a 5xx never passes the
+ * engine's words on, and a 4xx passes them on (escaped, cut short) only when they quote none of the
+ * request's text. The log always gets them, cut short and escaped.
+ */
+function upstreamError(status: number, error: UpstreamErrorBody, request: EngineRequest, logger: Logger, startSeconds?: number): IrisError {
   const message = error.message || 'llama-server rejected the request.';
+  logger.warn({ status, type: error.type, engineMessage: echo(message) }, 'llama-server refused the request');
   if (error.type === 'exceed_context_size_error') {
-    return invalidRequest(`The request is too long for the model's context: ${message}`, 'messages', 'context_length_exceeded');
+    return invalidRequest(
+      "The request is too long for the model's context. Send fewer or shorter messages, or fewer images.",
+      'messages',
+      'context_length_exceeded',
+    );
   }
   if (status >= 400 && status < 500 && /JSON schema (conversion failed|error)/.test(message)) {
     // The schema could not become a grammar: the response format's, or else a tool's parameters.
@@ -245,10 +276,28 @@ function upstreamError(status: number, error: UpstreamErrorBody, request: Engine
     // Iris always streams from llama-server, which cannot report logprobs while it parses tool calls.
     return invalidRequest('logprobs cannot be combined with tools on this model.', 'logprobs', 'unsupported_parameter');
   }
-  if (status >= 400 && status < 500) return invalidRequest(`The model rejected the request: ${message}`, null, 'invalid_request');
+  if (status >= 400 && status < 500) {
+    const detail = quotesRequest(message, request) ? '' : `: ${echo(message)}`;
+    return invalidRequest(`The model rejected the request${detail}`, null, 'invalid_request');
+  }
+  // The engine's own words stay on the error as its cause, for logs and for recognising known failures.
+  const cause = new Error(message);
   // llama-server answers 503 while it loads the model: that takes about as long as its start did.
-  if (status === 503) return engineUnavailable(`The model is not ready: ${message}`, 'model_unavailable', undefined, startSeconds);
-  return engineFailed(`The model failed: ${message}`);
+  if (status === 503) return engineUnavailable('The model is not ready. Retry shortly.', 'model_unavailable', cause, startSeconds);
+  return engineFailed('The model failed while processing this request.', 'engine_error', cause);
+}
+
+/** Length of the pieces of an engine message looked for in the request's text. */
+const QUOTE_WINDOW = 16;
+
+/** Whether an engine message quotes the request's text (then it is not passed on to the client). */
+function quotesRequest(message: string, request: EngineRequest): boolean {
+  const texts = request.messages.flatMap((turn) => turn.content.flatMap((part) => (part.type === 'text' ? [part.text] : [])));
+  for (let start = 0; start + QUOTE_WINDOW <= message.length; start += QUOTE_WINDOW / 2) {
+    const piece = message.slice(start, start + QUOTE_WINDOW);
+    if (texts.some((text) => text.includes(piece))) return true;
+  }
+  return false;
 }
 
 /** The body llama-server's /v1/chat/completions takes: OpenAI's, plus its prompt-cache switch. */

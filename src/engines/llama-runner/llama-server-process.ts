@@ -4,12 +4,22 @@
  * Requests that arrive while it is (re)starting wait for it; requests in flight when it dies fail fast
  * (their sockets close) with a typed error.
  *
+ * The child is Iris's alone: each start gets a fresh random API key that only Iris knows (handed over in a
+ * file readable by Iris's user only, never on the command line or in the environment), a minimal
+ * environment (no Iris keys, no hub token), no /slots endpoint and no CORS grant to other origins. The
+ * pinned llama-server has no switch to stop it fetching `http(s)` image URLs itself; only Iris can reach it,
+ * and Iris sends images as data URIs only.
+ *
  * No orphans: on Linux the child is exec'd through `setpriv --pdeathsig SIGKILL`, so the kernel kills it
  * when Iris dies, even by SIGKILL; on a normal exit Iris also kills it synchronously.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { engineUnavailable, type IrisError } from '../../errors.js';
@@ -39,6 +49,8 @@ export interface LlamaServerSettings {
   gpuLayers?: number | 'all' | 'auto' | undefined;
   /** Extra llama-server arguments from the model's `llama_args` (checked with {@link ownedLlamaServerArg}). */
   extraArgs?: readonly string[] | undefined;
+  /** llama-server's prompt cache in RAM (--cache-ram), in MiB; 0 disables it. */
+  promptCacheMiB: number;
 }
 
 /**
@@ -55,7 +67,7 @@ export const OWNED_LLAMA_SERVER_ARGS: readonly string[] = [
   '-ngl', '--gpu-layers', '--n-gpu-layers',
   '--chat-template', '--chat-template-file', '--jinja', '--no-jinja',
   '--ui', '--webui', '--no-ui', '--no-webui', '--path', '--metrics', '--slots', '--no-slots',
-  '-cram', '--cache-ram',
+  '-cram', '--cache-ram', '--cors-origins', '--cors-credentials', '--no-cors-credentials',
 ];
 
 /** The argument of `llama_args` that Iris owns (see {@link OWNED_LLAMA_SERVER_ARGS}), if any. */
@@ -63,8 +75,8 @@ export function ownedLlamaServerArg(args: readonly string[]): string | undefined
   return args.find((arg) => OWNED_LLAMA_SERVER_ARGS.includes(arg.split('=')[0]!));
 }
 
-/** The child's command line (after the binary) for these settings and port. */
-export function llamaServerArgs(settings: LlamaServerSettings, port: number): string[] {
+/** The child's command line (after the binary) for these settings, port and key file. */
+export function llamaServerArgs(settings: LlamaServerSettings, port: number, keyFile: string): string[] {
   return [
     '--model', settings.model,
     ...(settings.mmproj ? ['--mmproj', settings.mmproj] : []),
@@ -78,10 +90,15 @@ export function llamaServerArgs(settings: LlamaServerSettings, port: number): st
     ...(settings.threads > 0 ? ['--threads', String(settings.threads)] : []),
     ...(settings.gpuLayers === undefined ? [] : ['--gpu-layers', String(settings.gpuLayers)]),
     '--alias', settings.id,
+    '--cache-ram', String(settings.promptCacheMiB),
+    '--api-key-file', keyFile,
+    // Browsers get no grant: the only origin allowed is the child's own, which serves no pages.
+    '--cors-origins', `http://127.0.0.1:${port}`,
+    '--no-cors-credentials',
     '--no-webui',
+    '--no-slots',
     '--jinja',
     '--metrics',
-    '--slots',
     ...(settings.extraArgs ?? []),
   ];
 }
@@ -89,7 +106,7 @@ export function llamaServerArgs(settings: LlamaServerSettings, port: number): st
 /** Dependencies of a {@link LlamaServerProcess}. */
 export interface LlamaServerProcessDeps {
   logger: Logger;
-  /** Environment the child inherits (llama-server's own LLAMA_ARG_* variables are removed from it). */
+  /** Environment Iris runs in; the child gets only the variables a runtime needs from it (see {@link childEnv}). */
   env: NodeJS.ProcessEnv;
   /** Called each time the child is restarted after dying (for the restarts metric). */
   onRestart?: (() => void) | undefined;
@@ -102,6 +119,8 @@ const SETPRIV = '/usr/bin/setpriv';
 /** Consecutive failed starts after which the supervisor gives up until asked again. */
 const MAX_FAILED_STARTS = 3;
 const live = new Set<ChildProcess>();
+/** Key directories of running children, removed synchronously if Iris exits without waiting for them. */
+const keyDirectories = new Set<string>();
 let exitHookInstalled = false;
 
 /** One supervised llama-server. */
@@ -118,6 +137,7 @@ export class LlamaServerProcess {
   #restarts = 0;
   #startMs = 0;
   #disposed = new AbortController();
+  #apiKey = '';
 
   constructor(settings: LlamaServerSettings, deps: LlamaServerProcessDeps) {
     this.settings = settings;
@@ -143,6 +163,11 @@ export class LlamaServerProcess {
   /** How long the last start took, in seconds (at least 1): what a retry during a restart should wait. */
   get startSeconds(): number {
     return Math.max(1, Math.ceil(this.#startMs / 1000));
+  }
+
+  /** The `Authorization` header value the running child accepts (its per-start random key). */
+  get authorization(): string {
+    return `Bearer ${this.#apiKey}`;
   }
 
   /** The child's pid while it runs. */
@@ -199,7 +224,8 @@ export class LlamaServerProcess {
     if (this.#state !== 'restarting') this.#state = 'starting';
     this.#recentLog = [];
     const port = await freeLoopbackPort();
-    const args = llamaServerArgs(settings, port);
+    const keyFile = await writeKeyFile((this.#apiKey = randomBytes(32).toString('base64url')));
+    const args = llamaServerArgs(settings, port, keyFile.path);
     const usePdeathsig = process.platform === 'linux' && existsSync(SETPRIV);
     const command = usePdeathsig ? SETPRIV : settings.binary;
     const commandArgs = usePdeathsig ? ['--pdeathsig', 'SIGKILL', '--', settings.binary, ...args] : args;
@@ -223,6 +249,7 @@ export class LlamaServerProcess {
     });
     void exited.then((how) => {
       live.delete(child);
+      void keyFile.remove();
       if (this.#child !== child) return;
       this.#child = undefined;
       this.#baseUrl = undefined;
@@ -303,9 +330,33 @@ export function freeLoopbackPort(): Promise<number> {
   });
 }
 
-/** The child's environment: ours minus llama-server's own LLAMA_ARG_* settings, which would override our flags. */
-function childEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(env).filter(([key]) => !key.startsWith('LLAMA_ARG_')));
+/**
+ * Variables the child may inherit: what a process, its locale and its GPU runtime need. Nothing else passes
+ * (no IRIS_* keys, no HF_TOKEN, no llama-server LLAMA_* settings that would override Iris's flags).
+ */
+const CHILD_ENV_NAMES = new Set(['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LANGUAGE', 'TZ', 'TMPDIR', 'LD_LIBRARY_PATH', 'NO_COLOR']);
+const CHILD_ENV_PREFIXES = ['LC_', 'CUDA_', 'NVIDIA_', 'HIP_', 'ROCR_', 'HSA_', 'GPU_', 'GGML_', 'VK_', 'OMP_', 'OPENBLAS_', 'MKL_', 'SYCL_', 'ONEAPI_', 'ZES_'];
+
+/** The child's environment: only the allowed variables of Iris's own. */
+export function childEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(env).filter(([name]) => CHILD_ENV_NAMES.has(name) || CHILD_ENV_PREFIXES.some((prefix) => name.startsWith(prefix))),
+  );
+}
+
+/** Writes a child's API key into a new directory only Iris's user can read; removed when the child exits. */
+async function writeKeyFile(key: string): Promise<{ path: string; remove: () => Promise<void> }> {
+  const directory = await mkdtemp(join(tmpdir(), 'iris-llama-'));
+  const path = join(directory, 'api-key');
+  keyDirectories.add(directory);
+  await writeFile(path, `${key}\n`, { mode: 0o600 });
+  return {
+    path,
+    remove: async () => {
+      keyDirectories.delete(directory);
+      await rm(directory, { recursive: true, force: true });
+    },
+  };
 }
 
 async function stopChild(child: ChildProcess | undefined): Promise<void> {
@@ -323,5 +374,6 @@ function installExitHook(): void {
   exitHookInstalled = true;
   process.once('exit', () => {
     for (const child of live) child.kill('SIGKILL');
+    for (const directory of keyDirectories) rmSync(directory, { recursive: true, force: true });
   });
 }

@@ -11,6 +11,7 @@ import { IrisError, toIrisError } from '../../errors.js';
 import { streamChoices } from '../../engines/fan-out-choices.js';
 import type { ImagePipeline } from '../../images/image-pipeline.js';
 import type { ModelLease, ModelRegistry } from '../../models/model-registry.js';
+import { checkRequestLimits, type RequestLimits } from '../../protocol/request-limits.js';
 import { parseChatRequest, type ChatRequest } from '../../protocol/chat-request.js';
 import { abortOnDisconnect } from '../abort-on-disconnect.js';
 import { checkCapabilities, toEngineInputs, toEngineOptions, totalImageTokens } from '../chat-inputs.js';
@@ -37,6 +38,8 @@ export interface ChatCompletionsDeps {
   images: ImagePipeline;
   /** Model scope, per-key limits and usage records. */
   accounting: RequestAccounting;
+  /** Bounds on the messages of one request. */
+  limits: RequestLimits;
   /** `system_fingerprint` of responses. */
   fingerprint: string;
   /** Largest `n` of one request. */
@@ -59,6 +62,7 @@ async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: Ch
   let releaseSlots: (() => void) | undefined;
   try {
     const chat = parseChatRequest(request.body, { maxChoices: deps.maxChoicesPerRequest });
+    checkRequestLimits(chat, deps.limits);
     ticket.useModel(chat.model);
     const model = await deps.registry.resolve(chat.model);
     observation.model = model.definition.id;

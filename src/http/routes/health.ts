@@ -1,7 +1,9 @@
 /**
- * GET /health: the process is up. GET /ready: the preloaded models can take requests now (503 with the
- * ones that cannot, otherwise), for load balancers and orchestrators. Models loaded on demand do not hold
- * readiness back: they load on their first request. Once a shutdown has begun, /ready answers 503 `draining`.
+ * GET /health: the process is up. GET /ready: the preloaded models can serve requests now or after a load
+ * (503 with the ones that cannot, otherwise), for load balancers and orchestrators: ready once each has
+ * loaded, and still ready when one was unloaded on keep_alive; not ready while a first load is running, a
+ * runner restarts, or the latest load failed. Models loaded on demand do not hold readiness back. Once a
+ * shutdown has begun, /ready answers 503 `draining`.
  */
 import type { FastifyInstance } from 'fastify';
 import type { ModelRegistry } from '../../models/model-registry.js';
@@ -13,7 +15,7 @@ export function registerHealth(
 ): void {
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/ready', async (_request, reply) => {
-    const models = deps.preload.map((id) => ({ id, ready: deps.registry.isReady(id) }));
+    const models = deps.preload.map((id) => ({ id, ready: deps.registry.isServable(id) }));
     if (deps.draining()) return reply.status(503).send({ status: 'draining', models });
     const ready = models.every((model) => model.ready);
     return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'starting', models });

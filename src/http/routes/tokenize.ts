@@ -10,6 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { invalidRequest } from '../../errors.js';
 import type { ImagePipeline } from '../../images/image-pipeline.js';
 import type { ModelLease, ModelRegistry } from '../../models/model-registry.js';
+import { checkRequestLimits, type RequestLimits } from '../../protocol/request-limits.js';
 import { parseChatRequest } from '../../protocol/chat-request.js';
 import type { ImageReport } from '../../protocol/chat-response.js';
 import { abortOnDisconnect } from '../abort-on-disconnect.js';
@@ -22,6 +23,8 @@ export interface TokenizeDeps {
   images: ImagePipeline;
   /** Model scope, per-key limits and usage records. */
   accounting: RequestAccounting;
+  /** Bounds on the messages of one request. */
+  limits: RequestLimits;
 }
 
 /** The answer of the tokenize endpoint. */
@@ -48,6 +51,7 @@ async function handleTokenize(request: FastifyRequest, reply: FastifyReply, deps
   try {
     // Counting tokens generates nothing: no choice count applies.
     const chat = parseChatRequest(request.body, { maxChoices: Number.MAX_SAFE_INTEGER });
+    checkRequestLimits(chat, deps.limits);
     ticket.useModel(chat.model);
     const model = await deps.registry.resolve(chat.model);
     const id = model.definition.id;

@@ -75,34 +75,13 @@ const FALLBACK_CONTEXT = 4096;
  */
 export async function pullModel(options: PullModelOptions): Promise<PulledModel> {
   const { config, logger } = options;
-  const reference = resolveCatalogId(options.id);
-  const entry = reference.kind === 'catalog' ? reference.entry : undefined;
-  const repo = entry?.repo ?? (reference.kind === 'repo' ? reference.repo : '');
-  const selection: SelectOptions = {
-    repo,
-    quant: reference.quant,
-    defaultQuants: entry ? [entry.defaultQuant] : undefined,
-    fileStem: entry?.fileStem,
-    mmproj: entry?.mmproj,
-  };
-  const client = new HubClient({ endpoint: config.hubEndpoint, token: config.hubToken });
-
-  let commit: string;
-  let files: HubFile[];
-  try {
-    commit = (await client.repoInfo(repo, options.revision ?? 'main', options.signal)).commit;
-    files = await client.listFiles(repo, commit, options.signal);
-  } catch (error) {
-    if (error instanceof IrisError && error.code === 'hub_unreachable') {
-      const cached = await fromCache(config.cacheDir, selection);
-      if (cached) {
-        logger.warn({ repo, err: error }, `the hub is unreachable; serving ${repo} from the cache`);
-        return finish(options, { entry, repo, commit: undefined, downloadedBytes: 0, ...cached });
-      }
-    }
-    throw error;
+  const located = await locateModel(options);
+  const { entry, repo, selection } = located;
+  if (located.kind === 'cache') {
+    logger.warn({ repo, err: located.hubError }, `the hub is unreachable; serving ${repo} from the cache`);
+    return finish(options, { entry, repo, commit: undefined, downloadedBytes: 0, ...located.cached });
   }
-
+  const { client, commit, files } = located;
   const chosen = selectModelFiles(files, selection);
   if (chosen.mmproj === undefined) logger.warn({ repo }, `${repo} has no projector (mmproj) GGUF: the model will only take text`);
   let downloadedBytes = 0;
@@ -132,6 +111,49 @@ export async function pullModel(options: PullModelOptions): Promise<PulledModel>
     mmprojPath: chosen.mmproj ? paths[paths.length - 1] : undefined,
     downloadedBytes,
   });
+}
+
+/**
+ * Checks that a model can be pulled without downloading anything: the id resolves, the repo exists and holds
+ * files for the quantization (or, with the hub unreachable, they are in the cache).
+ *
+ * @throws {IrisError} as {@link pullModel} does, before any download.
+ */
+export async function checkModelExists(options: Pick<PullModelOptions, 'id' | 'config' | 'signal' | 'revision'>): Promise<void> {
+  const located = await locateModel(options);
+  if (located.kind === 'hub') selectModelFiles(located.files, located.selection);
+}
+
+type Located = { entry: CatalogEntry | undefined; repo: string; selection: SelectOptions } & (
+  | { kind: 'hub'; client: HubClient; commit: string; files: HubFile[] }
+  | { kind: 'cache'; cached: Pick<Resolved, 'quant' | 'modelPath' | 'mmprojPath'>; hubError: IrisError }
+);
+
+/** Resolves an id to its repo and the repo's files at the revision, or to cached files when the hub is unreachable. */
+async function locateModel(options: Pick<PullModelOptions, 'id' | 'config' | 'signal' | 'revision'>): Promise<Located> {
+  const { config } = options;
+  const reference = resolveCatalogId(options.id);
+  const entry = reference.kind === 'catalog' ? reference.entry : undefined;
+  const repo = entry?.repo ?? (reference.kind === 'repo' ? reference.repo : '');
+  const selection: SelectOptions = {
+    repo,
+    quant: reference.quant,
+    defaultQuants: entry ? [entry.defaultQuant] : undefined,
+    fileStem: entry?.fileStem,
+    mmproj: entry?.mmproj,
+  };
+  const client = new HubClient({ endpoint: config.hubEndpoint, token: config.hubToken });
+  try {
+    const commit = (await client.repoInfo(repo, options.revision ?? 'main', options.signal)).commit;
+    const files = await client.listFiles(repo, commit, options.signal);
+    return { kind: 'hub', entry, repo, selection, client, commit, files };
+  } catch (error) {
+    if (error instanceof IrisError && error.code === 'hub_unreachable') {
+      const cached = await fromCache(config.cacheDir, selection);
+      if (cached) return { kind: 'cache', entry, repo, selection, cached, hubError: error };
+    }
+    throw error;
+  }
 }
 
 interface Resolved {

@@ -4,6 +4,7 @@
  * `find_best_model`, `find_best_sibling`), so `iris pull repo:Q8_0` picks what `llama-server -hf repo:Q8_0`
  * would, with the catalog's exact file names tried first.
  */
+import { echo } from '../../echo.js';
 import { modelNotFound } from '../../errors.js';
 
 /** The little the selection needs to know about a file. */
@@ -50,7 +51,7 @@ export function selectModelFiles<F extends RepoFileName>(files: readonly F[], op
   if (models.length === 0) {
     throw modelNotFound(
       options.repo,
-      `${options.repo} has no GGUF model files. Iris runs GGUF models: name a catalog id (see 'iris models --catalog') ` +
+      `${echo(options.repo)} has no GGUF model files. Iris runs GGUF models: name a catalog id (see 'iris models --catalog') ` +
         'or a repo with GGUF conversions (often named <model>-GGUF).',
     );
   }
@@ -66,7 +67,7 @@ export function selectModelFiles<F extends RepoFileName>(files: readonly F[], op
     const available = [...new Set(models.map((file) => quantOf(file.path)).filter((quant) => quant !== undefined))];
     throw modelNotFound(
       options.repo,
-      `${options.repo} has no ${options.quant} GGUF. ` +
+      `${echo(options.repo)} has no ${echo(options.quant ?? '')} GGUF. ` +
         (available.length > 0 ? `Available: ${available.join(', ')}.` : `Files: ${models.map((file) => file.path).join(', ')}.`),
     );
   }
