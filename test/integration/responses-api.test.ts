@@ -180,8 +180,8 @@ describe('Responses API', () => {
     assert.equal(typeof result.text, 'string');
     assert.ok(result.usage.inputTokens! > imageTokens);
     assert.ok(result.usage.outputTokens! >= 1);
-    const body = (result.response.body ?? {}) as any;
-    assert.equal(body.usage?.input_tokens_details?.image_tokens, imageTokens);
+    assert.equal((result.usage.raw as any)?.input_tokens_details?.image_tokens, imageTokens);
+    assert.match(String(result.providerMetadata?.['openai']?.['responseId']), /^resp_/);
   });
 
   test('refused and bad input: 400s naming the field, in OpenAI error shape', async () => {
