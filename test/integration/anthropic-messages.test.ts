@@ -6,10 +6,19 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import OpenAI from 'openai';
 import { makeImage } from '../helpers/images.js';
 import { startImageHost, type ImageHost } from '../helpers/image-host.js';
-import { startIris, syntheticModel, type IrisProcess } from '../helpers/test-env.js';
+import { startIris, syntheticModel, templatedModel, type IrisProcess } from '../helpers/test-env.js';
+import { tokenIds } from '../helpers/token-ids.js';
+
+/**
+ * Iris's `seed` and `logit_bias` extensions, biased towards the Llama 3.2 template's call marker: a random
+ * model then starts a call at once and the grammar writes it (as in the chat-surface tests).
+ */
+let callStart: Record<string, number> = {};
+const startCall = (seed: number): Record<string, unknown> => ({ seed, logit_bias: callStart });
 
 const KEY = 'anthropic-key-1';
 const MODEL = 'tiny';
@@ -173,5 +182,98 @@ describe('Anthropic Messages API', () => {
       // The image's placeholder text in the template is a few tokens beside the image embeddings.
       assert.ok(withImage - plain >= imageTokens && withImage - plain <= imageTokens + 4, `${name}: ${withImage} - ${plain} vs ${imageTokens}`);
     }
+  });
+});
+
+describe('Anthropic Messages API: tools', () => {
+  let tools: IrisProcess;
+  let client: Anthropic;
+  const ajv = new Ajv2020({ strict: false });
+  const REPORT_TOOL = {
+    name: 'report_color',
+    description: 'Report the main colour of the image.',
+    input_schema: { type: 'object' as const, properties: { color: { type: 'string', enum: ['red', 'green', 'blue'] } }, required: ['color'], additionalProperties: false },
+  };
+
+  before(async () => {
+    const model = await templatedModel('meta-llama-Llama-3.2-3B-Instruct', ['{"name": "']);
+    const [marker] = await tokenIds(model.modelPath, ['{"name": "']);
+    callStart = { [String(marker)]: 100 };
+    tools = await startIris({ args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', 'llama', '--ctx-size', '8192'] });
+    client = new Anthropic({ baseURL: tools.baseUrl, apiKey: 'unused', maxRetries: 0, timeout: 120_000 });
+  });
+
+  after(async () => {
+    await tools?.stop();
+  });
+
+  test('a tool_use round trip with an image; count_tokens counts the tools', async () => {
+    const request = {
+      model: 'llama',
+      max_tokens: 300,
+      ...startCall(1),
+      messages: [imageMessage('What colour is it? Report it.')],
+      tools: [REPORT_TOOL],
+      tool_choice: { type: 'tool' as const, name: 'report_color', disable_parallel_tool_use: true },
+    };
+    const message = await client.messages.create(request);
+    const count = await client.messages.countTokens({ model: request.model, messages: request.messages, tools: request.tools, tool_choice: request.tool_choice });
+    assert.equal(message.stop_reason, 'tool_use');
+    const uses = message.content.filter((block) => block.type === 'tool_use');
+    assert.equal(uses.length, 1);
+    const use = uses[0]!;
+    assert.equal(use.name, 'report_color');
+    assert.ok(ajv.validate(REPORT_TOOL.input_schema, use.input), JSON.stringify(use.input));
+    const usage = message.usage;
+    assert.equal(count.input_tokens, usage.input_tokens + (usage.cache_read_input_tokens ?? 0));
+    assert.equal((usage as any).image_tokens, imageTokens);
+
+    const next = await client.messages.create({
+      model: 'llama',
+      max_tokens: 4,
+      tools: [REPORT_TOOL],
+      messages: [
+        ...request.messages,
+        { role: 'assistant', content: message.content },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: 'Recorded.' }, { type: 'text', text: 'Thanks.' }] },
+      ],
+    });
+    assert.equal(next.type, 'message');
+    assert.ok(next.usage.input_tokens + (next.usage.cache_read_input_tokens ?? 0) > usage.input_tokens + (usage.cache_read_input_tokens ?? 0));
+  });
+
+  test('streamed tool_use: input_json_delta events assembled by the SDK', async () => {
+    const stream = client.messages.stream({
+      model: 'llama',
+      max_tokens: 300,
+      ...startCall(1),
+      messages: [{ role: 'user', content: 'What colour? Report it.' }],
+      tools: [REPORT_TOOL],
+      tool_choice: { type: 'any' },
+    });
+    let json = '';
+    const types: string[] = [];
+    for await (const event of stream) {
+      types.push(event.type);
+      if (event.type === 'content_block_delta' && event.delta.type === 'input_json_delta') json += event.delta.partial_json;
+    }
+    const final = await stream.finalMessage();
+    assert.equal(final.stop_reason, 'tool_use');
+    const use = final.content.find((block) => block.type === 'tool_use');
+    assert.ok(use, JSON.stringify(final.content));
+    assert.deepEqual(use.input, JSON.parse(json));
+    assert.ok(ajv.validate(REPORT_TOOL.input_schema, use.input));
+    assert.equal(types.filter((type) => type === 'content_block_start').length, types.filter((type) => type === 'content_block_stop').length);
+  });
+
+  test('server tools and bad tool_choice are refused in Anthropic shape', async () => {
+    const post = async (body: unknown) => {
+      const response = await fetch(`${tools.baseUrl}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      return { status: response.status, json: await response.json() };
+    };
+    const base = { model: 'llama', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }] };
+    assertAnthropicError(await post({ ...base, tools: [{ type: 'web_search_20250305', name: 'web_search' }] }), 400, 'invalid_request_error', 'web_search_20250305');
+    assertAnthropicError(await post({ ...base, tools: [REPORT_TOOL], tool_choice: { type: 'tool', name: 'other' } }), 400, 'invalid_request_error', 'other');
+    assertAnthropicError(await post({ ...base, tool_choice: { type: 'any' } }), 400, 'invalid_request_error', 'tool_choice');
   });
 });

@@ -8,11 +8,21 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createOpenAI } from '@ai-sdk/openai';
 import { generateText } from 'ai';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import OpenAI from 'openai';
 import { assertMatchesSchema } from '../helpers/openapi.js';
 import { dataUri, makeImage } from '../helpers/images.js';
+import { COLOR_SCHEMA } from '../helpers/schemas.js';
 import { startImageHost, type ImageHost } from '../helpers/image-host.js';
-import { startIris, syntheticModel, type IrisProcess } from '../helpers/test-env.js';
+import { startIris, syntheticModel, templatedModel, type IrisProcess } from '../helpers/test-env.js';
+import { tokenIds } from '../helpers/token-ids.js';
+
+/**
+ * Iris's `seed` and `logit_bias` extensions, biased towards the Llama 3.2 template's call marker: a random
+ * model then starts a call at once and the grammar writes it (as in the chat-surface tests).
+ */
+let callStart: Record<string, number> = {};
+const startCall = (seed: number): Record<string, unknown> => ({ seed, logit_bias: callStart });
 
 const KEY = 'responses-key-1';
 const OTHER_KEY = 'responses-key-2';
@@ -61,6 +71,17 @@ function assertError(result: { status: number; json: any }, status: number, para
   if (code !== undefined) assert.equal(result.json.error.code, code, result.json.error.message);
 }
 
+const ajv = new Ajv2020({ strict: false });
+
+const REPORT_TOOL = {
+  type: 'function' as const,
+  name: 'report_color',
+  description: 'Report the main colour of the image.',
+  parameters: { type: 'object', properties: { color: { type: 'string', enum: ['red', 'green', 'blue'] } }, required: ['color'], additionalProperties: false },
+  strict: true,
+};
+
+
 /** Events by their own schema first (its errors are readable), then as the union the spec defines. */
 const EVENT_SCHEMAS: Record<string, string> = {
   'response.created': 'ResponseCreatedEvent',
@@ -74,6 +95,8 @@ const EVENT_SCHEMAS: Record<string, string> = {
   'response.completed': 'ResponseCompletedEvent',
   'response.incomplete': 'ResponseIncompleteEvent',
   'response.failed': 'ResponseFailedEvent',
+  'response.function_call_arguments.delta': 'ResponseFunctionCallArgumentsDeltaEvent',
+  'response.function_call_arguments.done': 'ResponseFunctionCallArgumentsDoneEvent',
 };
 
 function assertStreamEvent(event: any): void {
@@ -189,6 +212,8 @@ describe('Responses API', () => {
     assertError(await post('/v1/responses', { model: MODEL, input: 'hi', tools: [{ type: 'code_interpreter', container: { type: 'auto' } }] }), 400, 'tools[0].type', 'unsupported_parameter');
     assertError(await post('/v1/responses', { model: MODEL, input: 'hi', truncation: 'auto' }), 400, 'truncation', 'unsupported_parameter');
     assertError(await post('/v1/responses', { model: MODEL, input: 'hi', background: true }), 400, 'background', 'unsupported_parameter');
+    // The tiny model's chat template cannot render tools.
+    assertError(await post('/v1/responses', { model: MODEL, input: 'hi', tools: [REPORT_TOOL] }), 400, 'tools', 'model_not_supported');
     assertError(
       await post('/v1/responses', { model: MODEL, input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'data:image/png;base64,AAAA' }] }] }),
       400,
@@ -205,5 +230,120 @@ describe('Responses API', () => {
     const response = await fetch(`${iris.baseUrl}/v1/responses/resp_unknown`, { headers: { authorization: `Bearer ${KEY}` } });
     assert.equal(response.status, 404);
     assertMatchesSchema('ErrorResponse', await response.json());
+  });
+});
+
+describe('Responses API: function tools and structured output', () => {
+  let tools: IrisProcess;
+  let toolsClient: OpenAI;
+
+  before(async () => {
+    const model = await templatedModel('meta-llama-Llama-3.2-3B-Instruct', ['{"name": "']);
+    const [marker] = await tokenIds(model.modelPath, ['{"name": "']);
+    callStart = { [String(marker)]: 100 };
+    tools = await startIris({ args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', 'llama', '--ctx-size', '8192'] });
+    toolsClient = new OpenAI({ baseURL: `${tools.baseUrl}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120_000 });
+  });
+
+  after(async () => {
+    await tools?.stop();
+  });
+
+  test('a function-call round trip with an image: function_call item, then function_call_output continues', async () => {
+    const first = await toolsClient.responses.create({
+      model: 'llama',
+      input: imageInput(image, 'What colour is it? Report it.'),
+      tools: [REPORT_TOOL],
+      tool_choice: { type: 'function', name: 'report_color' },
+      parallel_tool_calls: false,
+      max_output_tokens: 300,
+      ...startCall(1),
+    });
+    assertMatchesSchema('Response', first);
+    assert.equal(first.status, 'completed');
+    assert.deepEqual(first.tools.map((tool) => tool.type === 'function' && tool.name), ['report_color']);
+    const calls = first.output.filter((item) => item.type === 'function_call');
+    assert.equal(calls.length, 1);
+    const call = calls[0]!;
+    assert.equal(call.name, 'report_color');
+    assert.match(call.call_id, /^call_/);
+    assert.ok(ajv.validate(REPORT_TOOL.parameters!, JSON.parse(call.arguments)), call.arguments);
+
+    const second = await toolsClient.responses.create({
+      model: 'llama',
+      previous_response_id: first.id,
+      input: [{ type: 'function_call_output', call_id: call.call_id, output: '{"recorded":true}' }],
+      tools: [REPORT_TOOL],
+      max_output_tokens: 4,
+    });
+    assertMatchesSchema('Response', second);
+    // The image, the call and its output are all in the prompt of the follow-up.
+    assert.equal((second.usage!.input_tokens_details as any).image_tokens, imageTokens);
+    assert.ok(second.usage!.input_tokens > first.usage!.input_tokens);
+
+    // The same turn sent by value instead of by id.
+    const byValue = await toolsClient.responses.create({
+      model: 'llama',
+      input: [...imageInput(image, 'What colour is it? Report it.'), call, { type: 'function_call_output', call_id: call.call_id, output: 'ok' }],
+      tools: [REPORT_TOOL],
+      store: false,
+      max_output_tokens: 2,
+    });
+    assertMatchesSchema('Response', byValue);
+  });
+
+  test('streamed function call: arguments as function_call_arguments deltas, every event valid', async () => {
+    const stream = await toolsClient.responses.create({
+      model: 'llama',
+      input: 'What colour? Report it.',
+      tools: [REPORT_TOOL],
+      tool_choice: 'required',
+      max_output_tokens: 300,
+      ...startCall(1),
+      stream: true,
+    });
+    const events: any[] = [];
+    for await (const event of stream) {
+      assertStreamEvent(event);
+      events.push(event);
+    }
+    const final = events.at(-1);
+    assert.equal(final.type, 'response.completed');
+    const call = final.response.output.find((item: any) => item.type === 'function_call');
+    assert.ok(call, JSON.stringify(final.response.output));
+    const deltas = events.filter((event) => event.type === 'response.function_call_arguments.delta' && event.item_id === call.id);
+    assert.ok(deltas.length > 0);
+    assert.equal(deltas.map((event) => event.delta).join(''), call.arguments);
+    const done = events.find((event) => event.type === 'response.function_call_arguments.done');
+    assert.equal(done.arguments, call.arguments);
+    assert.equal(done.name, 'report_color');
+    assert.ok(ajv.validate(REPORT_TOOL.parameters!, JSON.parse(call.arguments)));
+  });
+
+  test('text.format json_schema with an image: output_text is JSON matching the schema', async () => {
+    const response = await toolsClient.responses.create({
+      model: 'llama',
+      input: imageInput(image, 'Describe the colour as JSON.'),
+      text: { format: { type: 'json_schema', name: 'colour', schema: COLOR_SCHEMA, strict: true } },
+      max_output_tokens: 200,
+      ...{ seed: 1 },
+    });
+    assertMatchesSchema('Response', response);
+    assert.equal(response.status, 'completed');
+    assert.equal((response.text?.format as any)?.type, 'json_schema');
+    const value = JSON.parse(response.output_text);
+    assert.ok(ajv.validate(COLOR_SCHEMA, value), response.output_text);
+    assert.equal((response.usage!.input_tokens_details as any).image_tokens, imageTokens);
+  });
+
+  test('tool_choice naming a function not in tools, or without tools: 400 naming it', async () => {
+    const post = async (body: unknown) => {
+      const response = await fetch(`${tools.baseUrl}/v1/responses`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      return { status: response.status, json: await response.json() };
+    };
+    assertError(await post({ model: 'llama', input: 'hi', tools: [REPORT_TOOL], tool_choice: { type: 'function', name: 'other' } }), 400, 'tool_choice.name');
+    assertError(await post({ model: 'llama', input: 'hi', tool_choice: 'required' }), 400, 'tool_choice');
+    assertError(await post({ model: 'llama', input: 'hi', tools: [{ type: 'function', name: 'bad name!' }] }), 400, 'tools[0].name');
+    assertError(await post({ model: 'llama', input: 'hi', max_tool_calls: 2 }), 400, 'max_tool_calls', 'unsupported_parameter');
   });
 });

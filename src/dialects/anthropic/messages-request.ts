@@ -31,8 +31,36 @@ const imageSourceSchema = z.discriminatedUnion(
 
 const imageBlockSchema = z.looseObject({ type: z.literal('image'), source: imageSourceSchema, cache_control: cacheControl });
 
-const contentBlockSchema = z.discriminatedUnion('type', [textBlockSchema, imageBlockSchema], {
-  error: (issue) => (issue.code === 'invalid_union' ? "content block 'type' must be 'text' or 'image'" : undefined),
+/** Anthropic's rule for tool names. */
+const toolNameSchema = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, underscores or dashes');
+
+const toolUseBlockSchema = z.looseObject({
+  type: z.literal('tool_use'),
+  id: z.string().min(1, 'must not be empty'),
+  name: toolNameSchema,
+  input: z.record(z.string(), z.unknown()),
+  cache_control: cacheControl,
+});
+
+const toolResultBlockSchema = z.looseObject({
+  type: z.literal('tool_result'),
+  tool_use_id: z.string().min(1, 'must not be empty'),
+  content: z.union([z.string(), z.array(z.discriminatedUnion('type', [textBlockSchema, imageBlockSchema]))]).optional(),
+  is_error: z.boolean().nullable().optional(),
+  cache_control: cacheControl,
+});
+
+const contentBlockSchema = z.discriminatedUnion('type', [textBlockSchema, imageBlockSchema, toolUseBlockSchema, toolResultBlockSchema], {
+  error: (issue) =>
+    issue.code === 'invalid_union' ? "content block 'type' must be 'text', 'image', 'tool_use' or 'tool_result'" : undefined,
+});
+
+const toolSchema = z.looseObject({
+  type: z.literal('custom').nullable().optional(),
+  name: toolNameSchema,
+  description: z.string().nullable().optional(),
+  input_schema: z.looseObject({ type: z.literal('object') }),
+  cache_control: cacheControl,
 });
 
 const messageSchema = z.looseObject({
@@ -46,8 +74,16 @@ const baseFields = {
   model: z.string().min(1, 'must not be empty'),
   messages: z.array(messageSchema).min(1, 'must contain at least one message'),
   system: z.union([z.string(), z.array(textBlockSchema)], { error: 'must be a string or an array of text blocks' }).nullable().optional(),
-  tools: z.array(z.looseObject({ name: z.string().optional(), type: z.string().optional() })).nullable().optional(),
-  tool_choice: z.looseObject({ type: z.enum(['auto', 'any', 'tool', 'none']) }).nullable().optional(),
+  tools: z.array(z.looseObject({ type: z.string().nullable().optional() })).nullable().optional(),
+  tool_choice: z
+    .discriminatedUnion('type', [
+      z.strictObject({ type: z.literal('auto'), disable_parallel_tool_use: z.boolean().optional() }),
+      z.strictObject({ type: z.literal('any'), disable_parallel_tool_use: z.boolean().optional() }),
+      z.strictObject({ type: z.literal('tool'), name: toolNameSchema, disable_parallel_tool_use: z.boolean().optional() }),
+      z.strictObject({ type: z.literal('none') }),
+    ], { error: (issue) => (issue.code === 'invalid_union' ? "type must be 'auto', 'any', 'tool' or 'none'" : undefined) })
+    .nullable()
+    .optional(),
 };
 
 /** The body of POST /v1/messages, as Iris accepts it. */
@@ -59,6 +95,9 @@ export const messagesRequestSchema = z.looseObject({
   top_k: nullableNumber(z.number().int().min(0)),
   stop_sequences: z.array(z.string().min(1, 'must not be empty')).max(4, 'at most 4 stop sequences').nullable().optional(),
   stream: z.boolean().nullable().optional(),
+  // Iris extensions (as in vLLM): chat completions' sampling controls, for reproducible answers.
+  seed: nullableNumber(z.number().int()),
+  logit_bias: z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100)).nullable().optional(),
   // Accepted without effect: they change nothing about the answer.
   metadata: z.looseObject({ user_id: z.string().nullable().optional() }).nullable().optional(),
   service_tier: z.string().nullable().optional(),
@@ -81,12 +120,12 @@ const REFUSED_FIELDS: Readonly<Record<string, string>> = {
 };
 
 /** Parses a Messages request; throws a 400 naming the field on any mismatch or refused field. */
-export function parseMessagesRequest(body: unknown): MessagesRequest {
+export function parseMessagesRequest(body: unknown): Checked<MessagesRequest> {
   return checkCommon(parseWith(messagesRequestSchema, body));
 }
 
 /** Parses a count_tokens request; throws a 400 naming the field on any mismatch or refused field. */
-export function parseCountTokensRequest(body: unknown): CountTokensRequest {
+export function parseCountTokensRequest(body: unknown): Checked<CountTokensRequest> {
   return checkCommon(parseWith(countTokensRequestSchema, body));
 }
 
@@ -105,14 +144,47 @@ function parseWith<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
   return result.data;
 }
 
-function checkCommon<T extends CountTokensRequest>(request: T): T {
-  if (request.tools != null && request.tools.length > 0) {
-    throw invalidRequest('Tools are not supported yet.', 'tools', 'unsupported_parameter');
-  }
-  if (request.tool_choice != null && request.tool_choice.type !== 'none' && request.tool_choice.type !== 'auto') {
+/** A parsed request with its custom tools checked. */
+export type Checked<T> = T & { customTools: z.output<typeof toolSchema>[] };
+
+function checkCommon<T extends CountTokensRequest>(request: T): Checked<T> {
+  const customTools = (request.tools ?? []).map((tool, index) => {
+    if (tool.type != null && tool.type !== 'custom') {
+      throw invalidRequest(`The server tool '${tool.type}' is not supported: Iris runs no tools itself; define client tools with 'input_schema'.`, `tools[${index}].type`, 'unsupported_parameter');
+    }
+    const parsed = toolSchema.safeParse(tool);
+    if (!parsed.success) throw zodToIrisError(new z.ZodError(parsed.error.issues.map((issue) => ({ ...issue, path: ['tools', index, ...issue.path] }))), request);
+    return parsed.data;
+  });
+  const choice = request.tool_choice;
+  if (choice != null && choice.type !== 'none' && choice.type !== 'auto' && customTools.length === 0) {
     throw invalidRequest("'tool_choice' needs 'tools'.", 'tool_choice', 'invalid_value');
   }
-  return request;
+  if (choice?.type === 'tool' && !customTools.some((tool) => tool.name === choice.name)) {
+    throw invalidRequest(`'tool_choice' names the tool '${choice.name}', which is not in 'tools'.`, 'tool_choice.name', 'invalid_value');
+  }
+  return { ...request, customTools };
+}
+
+function wrongBlock(type: string, where: string, allowed: string) {
+  return invalidRequest(`Invalid content block at '${where}': this message takes ${allowed} blocks, not '${type}'.`, `${where}.type`, 'invalid_value');
+}
+
+/** The text of a tool_result; an error result says so, since the model should know the call failed. */
+function toolResultText(block: { content?: string | { type: string; text?: string }[] | undefined; is_error?: boolean | null | undefined }, where: string): string {
+  const content = block.content ?? '';
+  const text =
+    typeof content === 'string'
+      ? content
+      : content
+          .map((part, index) => {
+            if (part.type !== 'text') {
+              throw invalidRequest(`Invalid block at '${where}.content[${index}]': images in tool results are not supported; send them in a user message.`, `${where}.content[${index}].type`, 'unsupported_parameter');
+            }
+            return part.text ?? '';
+          })
+          .join('');
+  return block.is_error === true ? `Error: ${text}` : text;
 }
 
 /** A Messages request as Iris's chat request, with the Anthropic field of each image. */
@@ -122,7 +194,7 @@ export interface TranslatedMessagesRequest {
 }
 
 /** Translates a Messages (or count_tokens) request into a chat request. */
-export function toChatRequest(request: MessagesRequest | CountTokensRequest): TranslatedMessagesRequest {
+export function toChatRequest(request: Checked<MessagesRequest> | Checked<CountTokensRequest>): TranslatedMessagesRequest {
   const messages: ChatMessage[] = [];
   const imageFields: (string | undefined)[][] = [];
   const system = request.system;
@@ -132,34 +204,63 @@ export function toChatRequest(request: MessagesRequest | CountTokensRequest): Tr
   }
   request.messages.forEach((message, index) => {
     const path = `messages[${index}]`;
-    const fields: (string | undefined)[] = [];
-    imageFields.push(fields);
     if (typeof message.content === 'string') {
       messages.push({ role: message.role, content: message.content });
+      imageFields.push([]);
       return;
     }
     if (message.content.length === 0) throw invalidRequest(`'${path}.content' must not be empty.`, `${path}.content`, 'invalid_value');
     if (message.role === 'assistant') {
-      const texts = message.content.map((block, blockIndex) => {
-        if (block.type !== 'text') {
-          throw invalidRequest(`Invalid content block at '${path}.content[${blockIndex}]': assistant messages take text blocks only.`, `${path}.content[${blockIndex}].type`, 'invalid_value');
-        }
-        return block.text;
+      let text = '';
+      const calls: { id: string; type: 'function'; function: { name: string; arguments: string } }[] = [];
+      message.content.forEach((block, blockIndex) => {
+        if (block.type === 'text') text += block.text;
+        else if (block.type === 'tool_use') calls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input) } });
+        else throw wrongBlock(block.type, `${path}.content[${blockIndex}]`, "'text' or 'tool_use'");
       });
-      messages.push({ role: 'assistant', content: texts.join('') });
+      messages.push({ role: 'assistant', content: calls.length > 0 && text === '' ? null : text, ...(calls.length > 0 ? { tool_calls: calls } : {}) });
+      imageFields.push([]);
       return;
     }
-    const parts = message.content.map((block, blockIndex) => {
-      if (block.type === 'text') return { type: 'text' as const, text: block.text };
+    // Tool results answer the calls of the turn before, so they come first, as tool messages, in order.
+    message.content.forEach((block, blockIndex) => {
+      if (block.type !== 'tool_result') return;
+      messages.push({ role: 'tool', tool_call_id: block.tool_use_id, content: toolResultText(block, `${path}.content[${blockIndex}]`) });
+      imageFields.push([]);
+    });
+    const parts: ({ type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string } })[] = [];
+    const partFields: (string | undefined)[] = [];
+    message.content.forEach((block, blockIndex) => {
+      if (block.type === 'tool_result') return;
+      if (block.type === 'tool_use') throw wrongBlock(block.type, `${path}.content[${blockIndex}]`, "'text', 'image' or 'tool_result'");
+      if (block.type === 'text') {
+        parts.push({ type: 'text', text: block.text });
+        return;
+      }
       const where = `${path}.content[${blockIndex}].source`;
       const source = block.source;
-      fields[blockIndex] = source.type === 'base64' ? `${where}.data` : `${where}.url`;
+      partFields[parts.length] = source.type === 'base64' ? `${where}.data` : `${where}.url`;
       const url = source.type === 'base64' ? `data:${source.media_type};base64,${source.data}` : source.url;
-      return { type: 'image_url' as const, image_url: { url } };
+      parts.push({ type: 'image_url', image_url: { url } });
     });
-    messages.push({ role: 'user', content: parts });
+    if (parts.length > 0) {
+      messages.push({ role: 'user', content: parts });
+      imageFields.push(partFields);
+    }
   });
   const chat: ChatRequest = { model: request.model, messages };
+  if (request.customTools.length > 0) {
+    chat.tools = request.customTools.map((tool) => ({
+      type: 'function' as const,
+      function: { name: tool.name, ...(tool.description == null ? {} : { description: tool.description }), parameters: tool.input_schema },
+    }));
+  }
+  const choice = request.tool_choice;
+  if (choice != null) {
+    chat.tool_choice =
+      choice.type === 'any' ? 'required' : choice.type === 'tool' ? { type: 'function', function: { name: choice.name } } : choice.type;
+    if ('disable_parallel_tool_use' in choice && choice.disable_parallel_tool_use === true && chat.tools !== undefined) chat.parallel_tool_calls = false;
+  }
   if ('max_tokens' in request) {
     const generation = request as MessagesRequest;
     chat.max_tokens = generation.max_tokens;
@@ -168,6 +269,8 @@ export function toChatRequest(request: MessagesRequest | CountTokensRequest): Tr
     if (generation.top_p != null) chat.top_p = generation.top_p;
     if (generation.top_k != null) chat.top_k = generation.top_k;
     if (generation.stop_sequences != null && generation.stop_sequences.length > 0) chat.stop = generation.stop_sequences;
+    if (generation.seed != null) chat.seed = generation.seed;
+    if (generation.logit_bias != null) chat.logit_bias = generation.logit_bias;
   }
   return { chat, imageParam: (messageIndex, partIndex) => imageFields[messageIndex]?.[partIndex] ?? 'messages' };
 }

@@ -6,7 +6,7 @@
  * and errors as `{"type":"error","error":{"type","message"},"request_id"}` with Anthropic's status codes.
  */
 import { randomBytes } from 'node:crypto';
-import type { EngineUsage, FinishReason, StreamPart } from '../../engines/engine.js';
+import type { EngineChoice, EngineUsage, FinishReason, StreamPart } from '../../engines/engine.js';
 import type { IrisError } from '../../errors.js';
 import { StreamOutcome } from '../stream-outcome.js';
 
@@ -21,14 +21,19 @@ export interface AnthropicUsage {
   image_tokens?: number;
 }
 
+/** A block of the answer: text, or a call of one of the request's tools. */
+export type AnthropicContentBlock =
+  | { type: 'text'; text: string }
+  | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> };
+
 /** A message, as `POST /v1/messages` answers. */
 export interface AnthropicMessage {
   id: string;
   type: 'message';
   role: 'assistant';
   model: string;
-  content: { type: 'text'; text: string }[];
-  stop_reason: 'end_turn' | 'max_tokens' | null;
+  content: AnthropicContentBlock[];
+  stop_reason: 'end_turn' | 'max_tokens' | 'tool_use' | null;
   stop_sequence: null;
   usage: AnthropicUsage;
 }
@@ -58,25 +63,31 @@ export function toAnthropicUsage(usage: EngineUsage, imageTokens: number | undef
 }
 
 function stopReason(finishReason: FinishReason): AnthropicMessage['stop_reason'] {
-  return finishReason === 'length' ? 'max_tokens' : 'end_turn';
+  return finishReason === 'length' ? 'max_tokens' : finishReason === 'tool_calls' ? 'tool_use' : 'end_turn';
 }
 
-/** A whole message. */
-export function buildMessage(
-  id: string,
-  model: string,
-  text: string,
-  finishReason: FinishReason,
-  usage: EngineUsage,
-  imageTokens: number | undefined,
-): AnthropicMessage {
+/** A call's arguments as the object Anthropic's `input` is (`{}` when the model wrote no valid JSON object). */
+function toInput(args: string): Record<string, unknown> {
+  try {
+    const value: unknown = JSON.parse(args);
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** A whole message from a finished choice: its text block, then a tool_use block per call. */
+export function buildMessage(id: string, model: string, choice: EngineChoice, usage: EngineUsage, imageTokens: number | undefined): AnthropicMessage {
   return {
     id,
     type: 'message',
     role: 'assistant',
     model,
-    content: text === '' ? [] : [{ type: 'text', text }],
-    stop_reason: stopReason(finishReason),
+    content: [
+      ...(choice.text === '' ? [] : [{ type: 'text' as const, text: choice.text }]),
+      ...choice.toolCalls.map((call) => ({ type: 'tool_use' as const, id: call.id, name: call.name, input: toInput(call.arguments) })),
+    ],
+    stop_reason: stopReason(choice.finishReason),
     stop_sequence: null,
     usage: toAnthropicUsage(usage, imageTokens),
   };
@@ -102,16 +113,22 @@ export function toAnthropicError(error: IrisError, requestId: string): { status:
   return { status, body: { type: 'error', error: { type, message: error.message }, request_id: requestId } };
 }
 
+/** The block being streamed: text, or the call with this engine index. */
+type OpenBlock = { kind: 'text' } | { kind: 'tool'; engineIndex: number };
+
 /**
- * Turns stream parts into Anthropic stream events. The input token count is known only at the end (the
- * engine reports usage last), so `message_start` says 0 and `message_delta` carries the real counts, which
- * Anthropic's clients take as the message's totals.
+ * Turns stream parts into Anthropic stream events: a `text` block for text, a `tool_use` block per call
+ * (its arguments as `input_json_delta`s), each opened with `content_block_start` and closed with
+ * `content_block_stop` before the next. The input token count is known only at the end (the engine reports
+ * usage last), so `message_start` says 0 and `message_delta` carries the real counts, which Anthropic's
+ * clients take as the message's totals.
  */
 export class AnthropicStreamTranslator {
   #id: string;
   #model: string;
   #imageTokens: number | undefined;
-  #opened = false;
+  #blocks = 0;
+  #open: OpenBlock | undefined;
   #outcome = new StreamOutcome();
 
   constructor(id: string, model: string, imageTokens: number | undefined) {
@@ -122,23 +139,34 @@ export class AnthropicStreamTranslator {
 
   /** `message_start` and a `ping`. */
   start(): AnthropicStreamEvent[] {
-    const message = { ...buildMessage(this.#id, this.#model, '', 'stop', { promptTokens: 0, completionTokens: 0 }, undefined), stop_reason: null };
+    const empty = { text: '', toolCalls: [], finishReason: 'stop' as const };
+    const message = { ...buildMessage(this.#id, this.#model, empty, { promptTokens: 0, completionTokens: 0 }, undefined), stop_reason: null };
     return [event('message_start', { message }), event('ping', {})];
   }
 
   /** The events for one stream part. */
   push(part: StreamPart): AnthropicStreamEvent[] {
-    if (this.#outcome.record(part)) return [];
+    if (this.#outcome.record(part) || part.type === 'logprobs') return [];
     if (part.type === 'error') throw part.error;
-    const events = this.#open();
-    events.push(event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: part.text } }));
+    if (part.type === 'text-delta') {
+      const events = this.#open?.kind === 'text' ? [] : this.#start({ type: 'text', text: '' }, { kind: 'text' });
+      events.push(event('content_block_delta', { index: this.#blocks - 1, delta: { type: 'text_delta', text: part.text } }));
+      return events;
+    }
+    const open = this.#open;
+    const events =
+      open?.kind === 'tool' && open.engineIndex === part.index
+        ? []
+        : this.#start({ type: 'tool_use', id: part.id ?? `toolu_${this.#id.slice(4)}_${part.index}`, name: part.name ?? '', input: {} }, { kind: 'tool', engineIndex: part.index });
+    if (part.argumentsDelta !== '') {
+      events.push(event('content_block_delta', { index: this.#blocks - 1, delta: { type: 'input_json_delta', partial_json: part.argumentsDelta } }));
+    }
     return events;
   }
 
   /** The closing events once the engine is done. */
   finish(): AnthropicStreamEvent[] {
-    const events: AnthropicStreamEvent[] = [];
-    if (this.#opened) events.push(event('content_block_stop', { index: 0 }));
+    const events = this.#stop();
     const usage = toAnthropicUsage(this.#outcome.usage, this.#imageTokens);
     events.push(
       event('message_delta', { delta: { stop_reason: stopReason(this.#outcome.finishReason), stop_sequence: null }, usage }),
@@ -147,10 +175,18 @@ export class AnthropicStreamTranslator {
     return events;
   }
 
-  #open(): AnthropicStreamEvent[] {
-    if (this.#opened) return [];
-    this.#opened = true;
-    return [event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } })];
+  #start(block: Record<string, unknown>, open: OpenBlock): AnthropicStreamEvent[] {
+    const events = this.#stop();
+    this.#open = open;
+    events.push(event('content_block_start', { index: this.#blocks, content_block: block }));
+    this.#blocks += 1;
+    return events;
+  }
+
+  #stop(): AnthropicStreamEvent[] {
+    if (this.#open === undefined) return [];
+    this.#open = undefined;
+    return [event('content_block_stop', { index: this.#blocks - 1 })];
   }
 }
 

@@ -10,7 +10,7 @@
  */
 import { z } from 'zod';
 import { invalidRequest } from '../../errors.js';
-import { zodToIrisError, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
+import { toChatResponseFormat, zodToIrisError, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
 
 const detailSchema = z.enum(['low', 'high', 'auto']);
 
@@ -39,7 +39,7 @@ const messageItemSchema = z.looseObject({
 const functionCallItemSchema = z.looseObject({
   type: z.literal('function_call'),
   call_id: z.string().min(1, 'must not be empty'),
-  name: z.string().min(1, 'must not be empty'),
+  name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, underscores or dashes'),
   arguments: z.string(),
 });
 
@@ -78,6 +78,17 @@ const textFormatSchema = z.discriminatedUnion(
 const nullableNumber = (schema: z.ZodNumber) => schema.nullable().optional();
 const nullableString = z.string().nullable().optional();
 
+/** OpenAI's rule for function names (tools and named tool_choice). */
+const functionNameSchema = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, underscores or dashes');
+
+const functionToolSchema = z.looseObject({
+  type: z.literal('function'),
+  name: functionNameSchema,
+  description: nullableString,
+  parameters: z.record(z.string(), z.unknown()).nullable().optional(),
+  strict: z.boolean().nullable().optional(),
+});
+
 /** The request body of POST /v1/responses, as Iris accepts it. */
 export const responsesRequestSchema = z.looseObject({
   model: z.string().min(1, 'must not be empty'),
@@ -94,7 +105,7 @@ export const responsesRequestSchema = z.looseObject({
   text: z.looseObject({ format: textFormatSchema.nullable().optional(), verbosity: nullableString }).nullable().optional(),
   tools: z.array(z.looseObject({ type: z.string() })).nullable().optional(),
   tool_choice: z
-    .union([z.enum(['none', 'auto', 'required']), z.looseObject({ type: z.string(), name: z.string().optional() })], {
+    .union([z.enum(['none', 'auto', 'required']), z.strictObject({ type: z.literal('function'), name: functionNameSchema })], {
       error: "must be 'none', 'auto', 'required' or {\"type\":\"function\",\"name\":...}",
     })
     .nullable()
@@ -106,6 +117,9 @@ export const responsesRequestSchema = z.looseObject({
   background: z.boolean().nullable().optional(),
   top_logprobs: nullableNumber(z.number().int().min(0).max(20)),
   max_tool_calls: nullableNumber(z.number().int().min(1)),
+  // Iris extensions (as in vLLM): chat completions' sampling controls, for reproducible answers.
+  seed: nullableNumber(z.number().int()),
+  logit_bias: z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100)).nullable().optional(),
   // Accepted without effect: they change nothing about the answer.
   user: nullableString,
   safety_identifier: nullableString,
@@ -116,6 +130,8 @@ export const responsesRequestSchema = z.looseObject({
 
 /** A parsed Responses request. */
 export type ResponsesRequest = z.output<typeof responsesRequestSchema> & { input: NonNullable<z.output<typeof responsesRequestSchema>['input']> };
+/** A parsed request with its function tools checked. */
+export type ParsedResponsesRequest = ResponsesRequest & { functionTools: z.output<typeof functionToolSchema>[] };
 /** One parsed input item. */
 export type ResponsesInputItem = Exclude<ResponsesRequest['input'], string>[number];
 
@@ -127,8 +143,7 @@ const REFUSED_FIELDS: Readonly<Record<string, string>> = {
   prompt: 'stored prompt templates are not supported; send instructions and input',
   conversation: 'conversations are not supported; use previous_response_id',
   background: 'background responses are not supported',
-  max_tool_calls: 'function tools are not supported yet',
-  parallel_tool_calls: 'function tools are not supported yet',
+  max_tool_calls: 'a cap on tool calls is not supported; use parallel_tool_calls: false for one call per response',
 };
 
 /** Hosted tools OpenAI runs on its side; Iris has none of them. */
@@ -149,7 +164,7 @@ const HOSTED_TOOLS: Readonly<Record<string, string>> = {
 };
 
 /** Parses and validates a request body; throws a 400 naming the field on any mismatch or refused field. */
-export function parseResponsesRequest(body: unknown): ResponsesRequest {
+export function parseResponsesRequest(body: unknown): ParsedResponsesRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw invalidRequest('The request body must be a JSON object.', null, 'invalid_request');
   }
@@ -157,7 +172,7 @@ export function parseResponsesRequest(body: unknown): ResponsesRequest {
   for (const [name, why] of Object.entries(REFUSED_FIELDS)) {
     // `background: false` and `parallel_tool_calls: true` (the defaults SDKs send) ask for nothing special.
     const value = fields[name];
-    if (value == null || (name === 'background' && value === false) || (name === 'parallel_tool_calls' && value === true)) continue;
+    if (value == null || (name === 'background' && value === false)) continue;
     throw invalidRequest(`'${name}' is not supported: ${why}.`, name, 'unsupported_parameter');
   }
   const result = responsesRequestSchema.safeParse(body);
@@ -165,23 +180,24 @@ export function parseResponsesRequest(body: unknown): ResponsesRequest {
   const { input, ...rest } = result.data;
   if (input === undefined) throw invalidRequest("Missing required parameter: 'input'.", 'input', 'missing_required_parameter');
   const request = { ...rest, input };
-  request.tools?.forEach((tool, index) => {
+  const tools = (request.tools ?? []).map((tool, index) => {
     const hosted = HOSTED_TOOLS[tool.type];
     if (hosted !== undefined) {
       throw invalidRequest(`The hosted tool '${tool.type}' is not supported: Iris does not run ${hosted}.`, `tools[${index}].type`, 'unsupported_parameter');
     }
-    if (tool.type === 'function') {
-      throw invalidRequest('Function tools are not supported yet.', `tools[${index}]`, 'unsupported_parameter');
+    if (tool.type !== 'function') {
+      throw invalidRequest(`The tool type '${tool.type}' is not supported; only 'function' tools are.`, `tools[${index}].type`, 'unsupported_parameter');
     }
-    throw invalidRequest(`The tool type '${tool.type}' is not supported; only 'function' tools are.`, `tools[${index}].type`, 'unsupported_parameter');
+    const parsed = functionToolSchema.safeParse(tool);
+    if (!parsed.success) throw zodToIrisError(prefixIssues(parsed.error, ['tools', index]), body);
+    return parsed.data;
   });
   const choice = request.tool_choice;
-  if (choice != null && choice !== 'none' && choice !== 'auto') {
+  if (choice != null && choice !== 'none' && tools.length === 0) {
     throw invalidRequest("'tool_choice' needs function tools in 'tools'.", 'tool_choice', 'invalid_value');
   }
-  const format = request.text?.format;
-  if (format != null && format.type !== 'text') {
-    throw invalidRequest(`'text.format' of type '${format.type}' is not supported yet.`, 'text.format.type', 'unsupported_parameter');
+  if (typeof choice === 'object' && choice !== null && !tools.some((tool) => tool.name === choice.name)) {
+    throw invalidRequest(`'tool_choice' names the function '${choice.name}', which is not in 'tools'.`, 'tool_choice.name', 'invalid_value');
   }
   if (request.text?.verbosity != null) {
     throw invalidRequest("'text.verbosity' is not supported: the models served here have no verbosity setting.", 'text.verbosity', 'unsupported_parameter');
@@ -198,7 +214,11 @@ export function parseResponsesRequest(body: unknown): ResponsesRequest {
   if (request.top_logprobs != null && request.top_logprobs > 0) {
     throw invalidRequest("'top_logprobs' is not supported yet.", 'top_logprobs', 'unsupported_parameter');
   }
-  return request;
+  return { ...request, functionTools: tools };
+}
+
+function prefixIssues(error: z.ZodError, prefix: readonly PropertyKey[]): z.ZodError {
+  return new z.ZodError(error.issues.map((issue) => ({ ...issue, path: [...prefix, ...issue.path] })));
 }
 
 /** Where each chat message came from, so errors about its images name the Responses field. */
@@ -223,7 +243,7 @@ export interface TranslatedResponsesRequest {
  * Translates a request into a chat request. `history` is the stored conversation of
  * `previous_response_id` (its input and answer), if any.
  */
-export function toChatRequest(request: ResponsesRequest, history: readonly ChatMessage[] = []): TranslatedResponsesRequest {
+export function toChatRequest(request: ParsedResponsesRequest, history: readonly ChatMessage[] = []): TranslatedResponsesRequest {
   const sources: MessageSource[] = [];
   const messages: ChatMessage[] = [];
   if (request.instructions != null && request.instructions !== '') {
@@ -240,7 +260,25 @@ export function toChatRequest(request: ResponsesRequest, history: readonly ChatM
     sources.push({ parts: [] });
   } else {
     request.input.forEach((item, index) => {
-      const { message, parts } = toChatMessage(item, `input[${index}]`);
+      const path = `input[${index}]`;
+      if (item.type === 'function_call') {
+        // Calls join the assistant turn they belong to: the message just before, or a new one.
+        const call = { id: item.call_id, type: 'function' as const, function: { name: item.name, arguments: item.arguments } };
+        const last = messages.at(-1);
+        if (last?.role === 'assistant' && messages.length > conversationStart + history.length) {
+          last.tool_calls = [...(last.tool_calls ?? []), call];
+        } else {
+          messages.push({ role: 'assistant', content: null, tool_calls: [call] });
+          sources.push({ parts: [] });
+        }
+        return;
+      }
+      if (item.type === 'function_call_output') {
+        messages.push({ role: 'tool', tool_call_id: item.call_id, content: toolOutputText(item.output, `${path}.output`) });
+        sources.push({ parts: [] });
+        return;
+      }
+      const { message, parts } = toChatMessage(item, path);
       messages.push(message);
       sources.push({ parts });
     });
@@ -253,7 +291,25 @@ export function toChatRequest(request: ResponsesRequest, history: readonly ChatM
     ...(request.max_output_tokens == null ? {} : { max_tokens: request.max_output_tokens }),
     ...(request.temperature == null ? {} : { temperature: request.temperature }),
     ...(request.top_p == null ? {} : { top_p: request.top_p }),
+    ...(request.seed == null ? {} : { seed: request.seed }),
+    ...(request.logit_bias == null ? {} : { logit_bias: request.logit_bias }),
   };
+  if (request.functionTools.length > 0) {
+    chat.tools = request.functionTools.map((tool) => ({
+      type: 'function' as const,
+      function: {
+        name: tool.name,
+        ...(tool.description == null ? {} : { description: tool.description }),
+        ...(tool.parameters == null ? {} : { parameters: tool.parameters }),
+        ...(tool.strict == null ? {} : { strict: tool.strict }),
+      },
+    }));
+    if (request.parallel_tool_calls != null) chat.parallel_tool_calls = request.parallel_tool_calls;
+  }
+  const choice = request.tool_choice;
+  if (choice != null) chat.tool_choice = typeof choice === 'string' ? choice : { type: 'function', function: { name: choice.name } };
+  const format = request.text?.format;
+  if (format != null) chat.response_format = toChatResponseFormat(format);
   return {
     chat,
     conversation: messages.slice(conversationStart),
@@ -261,10 +317,20 @@ export function toChatRequest(request: ResponsesRequest, history: readonly ChatM
   };
 }
 
-function toChatMessage(item: ResponsesInputItem, path: string): { message: ChatMessage; parts: (string | undefined)[] } {
-  if (item.type !== 'message') {
-    throw invalidRequest(`Input items of type '${item.type}' need function tools, which are not supported yet.`, `${path}.type`, 'unsupported_parameter');
-  }
+/** The text of a function_call_output: a string, or input_text parts (tool results carry no images here). */
+function toolOutputText(output: string | { type: string; text?: unknown }[], path: string): string {
+  if (typeof output === 'string') return output;
+  return output
+    .map((part, index) => {
+      if (part.type !== 'input_text' || typeof part.text !== 'string') {
+        throw invalidRequest(`Invalid tool output part at '${path}[${index}]': only 'input_text' parts are supported.`, `${path}[${index}].type`, 'unsupported_parameter');
+      }
+      return part.text;
+    })
+    .join('');
+}
+
+function toChatMessage(item: Extract<ResponsesInputItem, { type: 'message' }>, path: string): { message: ChatMessage; parts: (string | undefined)[] } {
   const { role, content } = item;
   if (typeof content === 'string') return { message: { role, content }, parts: [] };
   const parts: (string | undefined)[] = [];

@@ -50,7 +50,8 @@ async function createMessage(request: FastifyRequest, reply: FastifyReply, deps:
       const id = newMessageId();
       if (body.stream) return streamMessage(reply, run, id);
       const result = await run.complete();
-      return buildMessage(id, run.model, result.text, result.finishReason, result.usage, run.imageTokens);
+      const choice = result.choices[0] ?? { text: '', toolCalls: [], finishReason: 'stop' as const };
+      return buildMessage(id, run.model, choice, result.usage, run.imageTokens);
     },
     { imageParam: translated.imageParam },
   );

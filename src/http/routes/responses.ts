@@ -11,6 +11,8 @@ import {
   finishedResponse,
   initialResponse,
   newResponseId,
+  outputItems,
+  toAssistantTurn,
   ResponseStreamTranslator,
   type ResponseObject,
   type ResponseStreamEvent,
@@ -46,8 +48,8 @@ async function createResponse(request: FastifyRequest, reply: FastifyReply, deps
   const history = previousId == null ? [] : storedResponse(deps, previousId, owner, 'previous_response_id').conversation;
   const translated = toChatRequest(body, history);
   const store = body.store !== false;
-  const save = (response: ResponseObject, text: string): void => {
-    if (store) deps.responses.put({ owner, response, conversation: [...translated.conversation, { role: 'assistant', content: text }] });
+  const save = (response: ResponseObject): void => {
+    if (store) deps.responses.put({ owner, response, conversation: [...translated.conversation, toAssistantTurn(response.output)] });
   };
   return runChatPipeline(
     deps,
@@ -57,8 +59,9 @@ async function createResponse(request: FastifyRequest, reply: FastifyReply, deps
       const started = initialResponse(newResponseId(), body, store);
       if (body.stream) return streamResponse(reply, run, started, save);
       const result = await run.complete();
-      const response = finishedResponse(started, result.text, result.finishReason, result.usage, run.imageTokens);
-      save(response, result.text);
+      const choice = result.choices[0] ?? { text: '', toolCalls: [], finishReason: 'stop' as const };
+      const response = finishedResponse(started, outputItems(choice), choice.finishReason, result.usage, run.imageTokens);
+      save(response);
       return response;
     },
     { imageParam: translated.imageParam },
@@ -69,7 +72,7 @@ async function streamResponse(
   reply: FastifyReply,
   run: ChatRun,
   started: ResponseObject,
-  save: (response: ResponseObject, text: string) => void,
+  save: (response: ResponseObject) => void,
 ): Promise<FastifyReply> {
   // Errors before anything was generated are still ordinary HTTP errors.
   const parts = await run.stream();
@@ -78,19 +81,17 @@ async function streamResponse(
   const send = async (events: ResponseStreamEvent[]): Promise<void> => {
     for (const event of events) await sse.send(event, event.type);
   };
-  let text = '';
   try {
     await send(translator.start());
     for await (const part of parts) {
       if (!sse.open) return reply;
       if (part.type === 'error') reply.request.log.warn({ err: part.error }, 'stream failed after it started');
-      if (part.type === 'text-delta') text += part.text;
       await send(translator.push(part));
       if (part.type === 'error') return reply;
     }
     if (!sse.open) return reply;
     await send(translator.finish());
-    save(translator.response, text);
+    save(translator.response);
   } catch (error) {
     const irisError = error instanceof IrisError ? error : toIrisError(error);
     if (irisError.status >= 500) reply.request.log.error({ err: error }, 'stream failed');
