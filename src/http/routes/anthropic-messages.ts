@@ -5,7 +5,6 @@
  * error (auth and bad JSON included) are in Anthropic's shapes.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { IrisError, toIrisError } from '../../errors.js';
 import { parseCountTokensRequest, parseMessagesRequest, toChatRequest } from '../../dialects/anthropic/messages-request.js';
 import {
   AnthropicStreamTranslator,
@@ -73,9 +72,7 @@ async function streamMessage(reply: FastifyReply, run: ChatRun, id: string): Pro
     }
     if (sse.open) await send(translator.finish());
   } catch (error) {
-    const irisError = error instanceof IrisError ? error : toIrisError(error);
-    reply.request.log[irisError.status >= 500 ? 'error' : 'warn']({ err: error }, 'stream failed after it started');
-    await sse.send(toAnthropicError(irisError, reply.request.id).body, 'error');
+    await sse.send(toAnthropicError(run.streamFailure(error), reply.request.id).body, 'error');
   } finally {
     sse.end(false);
     await parts.return();

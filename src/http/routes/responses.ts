@@ -5,7 +5,7 @@
  * are stored per API key (src/dialects/responses/response-store.ts).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { IrisError, objectNotFound, toIrisError } from '../../errors.js';
+import { objectNotFound, type IrisError } from '../../errors.js';
 import { parseResponsesRequest, toChatRequest } from '../../dialects/responses/responses-request.js';
 import {
   finishedResponse,
@@ -85,17 +85,17 @@ async function streamResponse(
     await send(translator.start());
     for await (const part of parts) {
       if (!sse.open) return reply;
-      if (part.type === 'error') reply.request.log.warn({ err: part.error }, 'stream failed after it started');
+      if (part.type === 'error') {
+        await send(translator.fail(run.streamFailure(part.error)));
+        return reply;
+      }
       await send(translator.push(part));
-      if (part.type === 'error') return reply;
     }
     if (!sse.open) return reply;
     await send(translator.finish());
     save(translator.response);
   } catch (error) {
-    const irisError = error instanceof IrisError ? error : toIrisError(error);
-    if (irisError.status >= 500) reply.request.log.error({ err: error }, 'stream failed');
-    await send(translator.fail(irisError));
+    await send(translator.fail(run.streamFailure(error)));
   } finally {
     sse.end(false);
     await parts.return();
