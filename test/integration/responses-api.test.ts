@@ -14,7 +14,7 @@ import { assertMatchesSchema } from '../helpers/openapi.js';
 import { dataUri, makeImage } from '../helpers/images.js';
 import { COLOR_SCHEMA } from '../helpers/schemas.js';
 import { startImageHost, type ImageHost } from '../helpers/image-host.js';
-import { startIris, syntheticModel, templatedModel, type IrisProcess } from '../helpers/test-env.js';
+import { startIris, syntheticModel, templatedModel, waitFor, type IrisProcess } from '../helpers/test-env.js';
 import { tokenIds } from '../helpers/token-ids.js';
 
 /**
@@ -128,6 +128,13 @@ describe('Responses API', () => {
     assert.equal(usage.total_tokens, usage.input_tokens + usage.output_tokens);
     assert.equal((usage.input_tokens_details as any).image_tokens, imageTokens);
     assert.ok(usage.input_tokens > imageTokens);
+    // The same pipeline observed it: the access line names the dialect, the model, the image and its tokens.
+    const logged = await waitFor(() => iris.logRecords('request completed').some((line) => line['endpoint'] === 'responses' && line['images'] === 1));
+    assert.ok(logged, 'an access line for the Responses request');
+    const line = iris.logRecords('request completed').find((record) => record['endpoint'] === 'responses' && record['images'] === 1)!;
+    assert.equal(line['model'], MODEL);
+    assert.equal(line['imageTokens'], imageTokens);
+    assert.equal(line['promptTokens'], usage.input_tokens);
   });
 
   test('max_output_tokens reached: status incomplete with the reason', async () => {
