@@ -28,8 +28,9 @@ export interface ChatPipelineDeps {
   drain: Drain;
 }
 
-/** How a dialect names the fields of its own request in errors. */
-export interface ChatPipelineOptions {
+/** A request translated into Iris's chat request, with whatever else its route keeps from it. */
+export interface PreparedChat {
+  chat: ChatRequest;
   /** The dialect's field of each image (its URL or data), for errors about it; default: chat's `messages[i].content[j].image_url`. */
   imageParam?: ImageParamNamer;
 }
@@ -57,18 +58,21 @@ export interface ChatRun {
 }
 
 /**
- * Admits `chat` and runs `use` with the model leased and a slot held; both are released when `use` settles
- * (for a stream, `use` returns once it has written the last event). The client's disconnect aborts the work.
+ * Parses the request with `prepare` (the route's parsing and translation: a 400 there is part of the
+ * request's story too), admits its chat request and runs `use` with the model leased and a slot held; both
+ * are released when `use` settles (for a stream, `use` returns once it has written the last event). The
+ * client's disconnect aborts the work.
  */
-export async function runChatPipeline<T>(
+export async function runChatPipeline<P extends PreparedChat, T>(
   deps: ChatPipelineDeps,
   http: { request: FastifyRequest; reply: FastifyReply },
-  chat: ChatRequest,
-  use: (run: ChatRun) => Promise<T>,
-  options: ChatPipelineOptions = {},
+  prepare: () => P,
+  use: (run: ChatRun, prepared: P) => Promise<T>,
 ): Promise<T> {
   const { request } = http;
   const observation = request.observation;
+  const prepared = prepare();
+  const { chat } = prepared;
   const model = await deps.registry.resolve(chat.model);
   observation.model = model.definition.id;
   const abort = abortOnDisconnect(request, http.reply, deps.drain.signal);
@@ -80,7 +84,7 @@ export async function runChatPipeline<T>(
     const id = model.definition.id;
     const admission = await model.admission(abort.signal);
     checkCapabilities(chat, admission.capabilities, id);
-    const inputs = await toEngineInputs(chat, { id, admission }, deps.images, abort.signal, options.imageParam);
+    const inputs = await toEngineInputs(chat, { id, admission }, deps.images, abort.signal, prepared.imageParam);
     const imageTokens = totalImageTokens(inputs.imageTokens);
     observation.imageSources = inputs.images.map((image) => image.source);
     if (imageTokens !== undefined && inputs.images.length > 0) observation.imageTokens = imageTokens;
@@ -100,7 +104,7 @@ export async function runChatPipeline<T>(
     releaseSlots = await lease.scheduler.acquire(abort.signal, chat.n ?? 1);
     observation.queueWaitSeconds = (performance.now() - queued) / 1000;
     const parts = (): AsyncGenerator<StreamPart> => observeStream(streamChoices(engine, engineRequest), observation);
-    return await use({
+    const run: ChatRun = {
       model: chat.model,
       imageTokens,
       imageReports: inputs.images,
@@ -114,7 +118,8 @@ export async function runChatPipeline<T>(
         else request.log.warn({ err: error }, 'stream failed after it started');
         return failure;
       },
-    });
+    };
+    return await use(run, prepared);
   } catch (error) {
     // Ended at the end of the shutdown grace period: say so rather than "cancelled".
     throw shutdownReason(abort.signal) ?? error;
@@ -147,9 +152,9 @@ export interface ChatTokenCount {
 export async function countChatTokens(
   deps: ChatPipelineDeps,
   http: { request: FastifyRequest; reply: FastifyReply },
-  chat: ChatRequest,
-  options: ChatPipelineOptions = {},
+  prepare: () => PreparedChat,
 ): Promise<ChatTokenCount> {
+  const { chat, imageParam } = prepare();
   const model = await deps.registry.resolve(chat.model);
   const id = model.definition.id;
   http.request.observation.model = id;
@@ -157,7 +162,7 @@ export async function countChatTokens(
   let lease: ModelLease | undefined;
   try {
     const admission = await model.admission(abort.signal);
-    const { messages, imageTokens, images } = await toEngineInputs(chat, { id, admission }, deps.images, abort.signal, options.imageParam);
+    const { messages, imageTokens, images } = await toEngineInputs(chat, { id, admission }, deps.images, abort.signal, imageParam);
     lease = await model.lease(abort.signal);
     const engine = lease.engine;
     if (engine.countPromptTokens === undefined) {

@@ -30,8 +30,7 @@ export function registerAnthropicMessages(app: FastifyInstance, deps: AnthropicM
     for (const prefix of ['/v1', '/v1/anthropic/v1']) {
       scope.post(`${prefix}/messages`, (request, reply) => createMessage(request, reply, deps));
       scope.post(`${prefix}/messages/count_tokens`, async (request, reply) => {
-        const translated = toChatRequest(parseCountTokensRequest(request.body));
-        const count = await countChatTokens(deps, { request, reply }, translated.chat, { imageParam: translated.imageParam });
+        const count = await countChatTokens(deps, { request, reply }, () => toChatRequest(parseCountTokensRequest(request.body)));
         return { input_tokens: count.promptTokens };
       });
     }
@@ -39,21 +38,17 @@ export function registerAnthropicMessages(app: FastifyInstance, deps: AnthropicM
 }
 
 async function createMessage(request: FastifyRequest, reply: FastifyReply, deps: AnthropicMessagesDeps): Promise<unknown> {
-  const body = parseMessagesRequest(request.body);
-  const translated = toChatRequest(body);
-  return runChatPipeline(
-    deps,
-    { request, reply },
-    translated.chat,
-    async (run) => {
-      const id = newMessageId();
-      if (body.stream) return streamMessage(reply, run, id);
-      const result = await run.complete();
-      const choice = result.choices[0] ?? { text: '', toolCalls: [], finishReason: 'stop' as const };
-      return buildMessage(id, run.model, choice, result.usage, run.imageTokens);
-    },
-    { imageParam: translated.imageParam },
-  );
+  const prepare = () => {
+    const body = parseMessagesRequest(request.body);
+    return { ...toChatRequest(body), stream: body.stream === true };
+  };
+  return runChatPipeline(deps, { request, reply }, prepare, async (run, { stream }) => {
+    const id = newMessageId();
+    if (stream) return streamMessage(reply, run, id);
+    const result = await run.complete();
+    const choice = result.choices[0] ?? { text: '', toolCalls: [], finishReason: 'stop' as const };
+    return buildMessage(id, run.model, choice, result.usage, run.imageTokens);
+  });
 }
 
 async function streamMessage(reply: FastifyReply, run: ChatRun, id: string): Promise<FastifyReply> {

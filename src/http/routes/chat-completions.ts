@@ -37,8 +37,8 @@ export function registerChatCompletions(app: FastifyInstance, deps: ChatCompleti
 }
 
 async function handleChat(request: FastifyRequest, reply: FastifyReply, deps: ChatCompletionsDeps): Promise<unknown> {
-  const chat = parseChatRequest(request.body, { maxChoices: deps.maxChoicesPerRequest });
-  return runChatPipeline(deps, { request, reply }, chat, async (run) => {
+  const prepare = () => ({ chat: parseChatRequest(request.body, { maxChoices: deps.maxChoicesPerRequest }) });
+  return runChatPipeline(deps, { request, reply }, prepare, async (run, { chat }) => {
     const identity = newCompletionIdentity(run.model, deps.fingerprint);
     if (chat.stream) return streamCompletion(reply, chat, run, identity);
     const result = await run.complete();

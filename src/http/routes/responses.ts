@@ -42,30 +42,26 @@ export function registerResponses(app: FastifyInstance, deps: ResponsesDeps): vo
 }
 
 async function createResponse(request: FastifyRequest, reply: FastifyReply, deps: ResponsesDeps): Promise<unknown> {
-  const body = parseResponsesRequest(request.body);
   const owner = apiKeyOwner(request);
-  const previousId = body.previous_response_id;
-  const history = previousId == null ? [] : storedResponse(deps, previousId, owner, 'previous_response_id').conversation;
-  const translated = toChatRequest(body, history);
-  const store = body.store !== false;
-  const save = (response: ResponseObject): void => {
-    if (store) deps.responses.put({ owner, response, conversation: [...translated.conversation, toAssistantTurn(response.output)] });
+  const prepare = () => {
+    const body = parseResponsesRequest(request.body);
+    const previousId = body.previous_response_id;
+    const history = previousId == null ? [] : storedResponse(deps, previousId, owner, 'previous_response_id').conversation;
+    return { body, ...toChatRequest(body, history) };
   };
-  return runChatPipeline(
-    deps,
-    { request, reply },
-    translated.chat,
-    async (run) => {
-      const started = initialResponse(newResponseId(), body, store);
-      if (body.stream) return streamResponse(reply, run, started, save);
-      const result = await run.complete();
-      const choice = result.choices[0] ?? { text: '', toolCalls: [], finishReason: 'stop' as const };
-      const response = finishedResponse(started, outputItems(choice), choice.finishReason, result.usage, run.imageTokens);
-      save(response);
-      return response;
-    },
-    { imageParam: translated.imageParam },
-  );
+  return runChatPipeline(deps, { request, reply }, prepare, async (run, { body, conversation }) => {
+    const store = body.store !== false;
+    const save = (response: ResponseObject): void => {
+      if (store) deps.responses.put({ owner, response, conversation: [...conversation, toAssistantTurn(response.output)] });
+    };
+    const started = initialResponse(newResponseId(), body, store);
+    if (body.stream) return streamResponse(reply, run, started, save);
+    const result = await run.complete();
+    const choice = result.choices[0] ?? { text: '', toolCalls: [], finishReason: 'stop' as const };
+    const response = finishedResponse(started, outputItems(choice), choice.finishReason, result.usage, run.imageTokens);
+    save(response);
+    return response;
+  });
 }
 
 async function streamResponse(

@@ -33,7 +33,6 @@ export function registerTokenize(app: FastifyInstance, deps: TokenizeDeps): void
 
 async function handleTokenize(request: FastifyRequest, reply: FastifyReply, deps: TokenizeDeps): Promise<TokenizeResponse> {
   // Counting tokens generates nothing: no choice count applies.
-  const chat = parseChatRequest(request.body, { maxChoices: Number.MAX_SAFE_INTEGER });
-  const count = await countChatTokens(deps, { request, reply }, chat);
+  const count = await countChatTokens(deps, { request, reply }, () => ({ chat: parseChatRequest(request.body, { maxChoices: Number.MAX_SAFE_INTEGER }) }));
   return { prompt_tokens: count.promptTokens, image_tokens: count.imageTokens.map((tokens) => tokens ?? null), images: count.imageReports };
 }
