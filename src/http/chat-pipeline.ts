@@ -18,6 +18,7 @@ import { abortOnDisconnect } from './abort-on-disconnect.js';
 import { checkCapabilities, toEngineInputs, toEngineOptions, totalImageTokens, type ImageParamNamer } from './chat-inputs.js';
 import type { Drain } from './drain.js';
 import { withRequestId } from './error-handler.js';
+import { estimateTextTokens, type RequestAccounting, type RequestTicket } from './request-accounting.js';
 import { observeStream } from './request-observation.js';
 
 /** What the pipeline needs. */
@@ -26,6 +27,8 @@ export interface ChatPipelineDeps {
   images: ImagePipeline;
   /** Graceful shutdown: its signal ends requests still running at the end of the grace period. */
   drain: Drain;
+  /** Model scope, per-key limits and usage records. */
+  accounting: RequestAccounting;
 }
 
 /** A request translated into Iris's chat request, with whatever else its route keeps from it. */
@@ -71,14 +74,16 @@ export async function runChatPipeline<P extends PreparedChat, T>(
 ): Promise<T> {
   const { request } = http;
   const observation = request.observation;
-  const prepared = prepare();
-  const { chat } = prepared;
-  const model = await deps.registry.resolve(chat.model);
-  observation.model = model.definition.id;
+  const ticket = deps.accounting.begin(request, http.reply);
   const abort = abortOnDisconnect(request, http.reply, deps.drain.signal);
   let lease: ModelLease | undefined;
   let releaseSlots: (() => void) | undefined;
   try {
+    const prepared = prepare();
+    const { chat } = prepared;
+    ticket.useModel(chat.model);
+    const model = await deps.registry.resolve(chat.model);
+    observation.model = model.definition.id;
     // Admission in the order a user expects: the request is checked and its images prepared against what
     // the model takes (known from its files, nothing started) before the model is loaded, then its slots.
     const id = model.definition.id;
@@ -88,6 +93,7 @@ export async function runChatPipeline<P extends PreparedChat, T>(
     const imageTokens = totalImageTokens(inputs.imageTokens);
     observation.imageSources = inputs.images.map((image) => image.source);
     if (imageTokens !== undefined && inputs.images.length > 0) observation.imageTokens = imageTokens;
+    ticket.images(imageTokens, inputs.imageTokens.length);
     const engineRequest: EngineRequest = {
       messages: inputs.messages,
       params: toGenerationParams(chat),
@@ -95,6 +101,7 @@ export async function runChatPipeline<P extends PreparedChat, T>(
       signal: abort.signal,
       requestId: request.id,
     };
+    await ticket.admit(estimateTextTokens(chat) + (imageTokens ?? 0), (engineRequest.params.maxTokens ?? 0) * (chat.n ?? 1));
     lease = await model.lease(abort.signal);
     const engine = lease.engine;
     // Whether the chat template renders tools is known only once the model runs.
@@ -103,7 +110,7 @@ export async function runChatPipeline<P extends PreparedChat, T>(
     const queued = performance.now();
     releaseSlots = await lease.scheduler.acquire(abort.signal, chat.n ?? 1);
     observation.queueWaitSeconds = (performance.now() - queued) / 1000;
-    const parts = (): AsyncGenerator<StreamPart> => observeStream(streamChoices(engine, engineRequest), observation);
+    const parts = (): AsyncGenerator<StreamPart> => account(observeStream(streamChoices(engine, engineRequest), observation), ticket);
     const run: ChatRun = {
       model: chat.model,
       imageTokens,
@@ -114,6 +121,7 @@ export async function runChatPipeline<P extends PreparedChat, T>(
         const irisError = error instanceof IrisError ? error : toIrisError(error);
         const failure = withRequestId(shutdownReason(abort.signal) ?? irisError, request.id);
         observation.streamError = failure.code;
+        ticket.fail(failure);
         if (failure.status >= 500) request.log.error({ err: error }, 'stream failed after it started');
         else request.log.warn({ err: error }, 'stream failed after it started');
         return failure;
@@ -122,11 +130,24 @@ export async function runChatPipeline<P extends PreparedChat, T>(
     return await use(run, prepared);
   } catch (error) {
     // Ended at the end of the shutdown grace period: say so rather than "cancelled".
-    throw shutdownReason(abort.signal) ?? error;
+    const failure = shutdownReason(abort.signal) ?? error;
+    ticket.fail(failure);
+    throw failure;
   } finally {
     releaseSlots?.();
     lease?.release();
+    ticket.end(abort.signal.aborted);
     abort.dispose();
+  }
+}
+
+/** Tells the request's ticket what the engine did: each piece of text, the usage, a failure. */
+async function* account(parts: AsyncGenerator<StreamPart>, ticket: RequestTicket): AsyncGenerator<StreamPart> {
+  for await (const part of parts) {
+    if (part.type === 'text-delta' || part.type === 'tool-call-delta') ticket.delta();
+    else if (part.type === 'usage') ticket.usage(part.usage);
+    else if (part.type === 'error') ticket.fail(part.error);
+    yield part;
   }
 }
 
@@ -154,15 +175,20 @@ export async function countChatTokens(
   http: { request: FastifyRequest; reply: FastifyReply },
   prepare: () => PreparedChat,
 ): Promise<ChatTokenCount> {
-  const { chat, imageParam } = prepare();
-  const model = await deps.registry.resolve(chat.model);
-  const id = model.definition.id;
-  http.request.observation.model = id;
+  const ticket = deps.accounting.begin(http.request, http.reply);
   const abort = abortOnDisconnect(http.request, http.reply);
   let lease: ModelLease | undefined;
   try {
+    const { chat, imageParam } = prepare();
+    ticket.useModel(chat.model);
+    const model = await deps.registry.resolve(chat.model);
+    const id = model.definition.id;
+    http.request.observation.model = id;
     const admission = await model.admission(abort.signal);
     const { messages, imageTokens, images } = await toEngineInputs(chat, { id, admission }, deps.images, abort.signal, imageParam);
+    ticket.images(totalImageTokens(imageTokens), imageTokens.length);
+    // Counting generates nothing: it counts as a request, not as tokens.
+    await ticket.admit(0);
     lease = await model.lease(abort.signal);
     const engine = lease.engine;
     if (engine.countPromptTokens === undefined) {
@@ -180,8 +206,12 @@ export async function countChatTokens(
       signal: abort.signal,
     });
     return { promptTokens, imageTokens, imageReports: images };
+  } catch (error) {
+    ticket.fail(error);
+    throw error;
   } finally {
     lease?.release();
+    ticket.end(abort.signal.aborted);
     abort.dispose();
   }
 }
