@@ -1,6 +1,7 @@
 /**
  * THE path every generating request takes, whichever API dialect carried it (chat completions, Responses,
- * Anthropic Messages): resolve the model, check the request and prepare its images against what the model
+ * Anthropic Messages): bound the request's size, account it to its API key (model scope, limits, usage
+ * record), resolve the model, check the request and prepare its images against what the model
  * takes (nothing started yet), lease the model, take a slot, then run the engine. The dialect routes only
  * translate their request into Iris's chat request before, and the engine's result or stream parts into
  * their own shape after; admission, images, image-token accounting and slot release live here once.
@@ -13,6 +14,7 @@ import { IrisError, invalidRequest, toIrisError } from '../errors.js';
 import type { ImagePipeline } from '../images/image-pipeline.js';
 import type { ModelLease, ModelRegistry } from '../models/model-registry.js';
 import type { ChatRequest } from '../protocol/chat-request.js';
+import { checkRequestLimits, type RequestLimits } from '../protocol/request-limits.js';
 import type { ImageReport } from '../protocol/chat-response.js';
 import { abortOnDisconnect } from './abort-on-disconnect.js';
 import { checkCapabilities, toEngineInputs, toEngineOptions, totalImageTokens, type ImageParamNamer } from './chat-inputs.js';
@@ -29,6 +31,8 @@ export interface ChatPipelineDeps {
   drain: Drain;
   /** Model scope, per-key limits and usage records. */
   accounting: RequestAccounting;
+  /** Bounds on the messages of one request (whichever dialect carried them). */
+  limits: RequestLimits;
 }
 
 /** A request translated into Iris's chat request, with whatever else its route keeps from it. */
@@ -81,6 +85,7 @@ export async function runChatPipeline<P extends PreparedChat, T>(
   try {
     const prepared = prepare();
     const { chat } = prepared;
+    checkRequestLimits(chat, deps.limits);
     ticket.useModel(chat.model);
     const model = await deps.registry.resolve(chat.model);
     observation.model = model.definition.id;
@@ -180,6 +185,7 @@ export async function countChatTokens(
   let lease: ModelLease | undefined;
   try {
     const { chat, imageParam } = prepare();
+    checkRequestLimits(chat, deps.limits);
     ticket.useModel(chat.model);
     const model = await deps.registry.resolve(chat.model);
     const id = model.definition.id;
