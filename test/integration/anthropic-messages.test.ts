@@ -175,6 +175,7 @@ describe('Anthropic Messages API', () => {
       const usage = message.usage;
       return [usage.input_tokens + (usage.cache_read_input_tokens ?? 0), (usage as any).image_tokens];
     };
+    const before = await usageTotals();
     for (const [name, measure] of [['chat', chatTokens], ['responses', responsesTokens], ['messages', messagesTokens]] as const) {
       const [plain] = await measure(false);
       const [withImage, reported] = await measure(true);
@@ -182,7 +183,19 @@ describe('Anthropic Messages API', () => {
       // The image's placeholder text in the template is a few tokens beside the image embeddings.
       assert.ok(withImage - plain >= imageTokens && withImage - plain <= imageTokens + 4, `${name}: ${withImage} - ${plain} vs ${imageTokens}`);
     }
+    // Each dialect's requests went through the same accounting: six requests, three images' tokens.
+    const after = await usageTotals();
+    assert.equal(after.requests - before.requests, 6);
+    assert.equal(after.image_tokens - before.image_tokens, 3 * imageTokens);
   });
+
+  async function usageTotals(): Promise<{ requests: number; image_tokens: number }> {
+    const response = await fetch(`${iris.baseUrl}/v1/usage?group_by=model`, { headers: { authorization: `Bearer ${KEY}` } });
+    assert.equal(response.status, 200);
+    const body = (await response.json()) as { data: { model?: string | null; requests: number; image_tokens: number }[] };
+    const row = body.data.find((bucket) => bucket.model === MODEL);
+    return { requests: row?.requests ?? 0, image_tokens: row?.image_tokens ?? 0 };
+  }
 });
 
 describe('Anthropic Messages API: tools', () => {
@@ -232,6 +245,9 @@ describe('Anthropic Messages API: tools', () => {
       model: 'llama',
       max_tokens: 4,
       tools: [REPORT_TOOL],
+      // Random weights must not start a call llama-server then fails to parse.
+      tool_choice: { type: 'none' },
+      ...{ seed: 2 },
       messages: [
         ...request.messages,
         { role: 'assistant', content: message.content },
