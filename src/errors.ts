@@ -170,6 +170,11 @@ export function unknownEndpoint(method: string, path: string): IrisError {
   return new IrisError(`Unknown endpoint: ${method} ${path}`, { status: 404, type: 'invalid_request_error', code: 'not_found' });
 }
 
+/** A 404 `not_found` for a stored object (a response) that does not exist or belongs to another API key. */
+export function objectNotFound(message: string, param: string | null = null): IrisError {
+  return new IrisError(message, { status: 404, type: 'invalid_request_error', code: 'not_found', param });
+}
+
 /** A 401 `authentication_error` for a missing or wrong API key. */
 export function invalidApiKey(message = 'Incorrect or missing API key. Send it as "Authorization: Bearer <key>".'): IrisError {
   return new IrisError(message, { status: 401, type: 'authentication_error', code: 'invalid_api_key' });

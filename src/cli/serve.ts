@@ -9,6 +9,7 @@ import { serveFlagOptions, serveHelpText } from '../config/command-line.js';
 import { loadConfig } from '../config/load-config.js';
 import { flagKey } from '../config/settings.js';
 import type { IrisConfig, ModelConfig } from '../config/config.js';
+import { ResponseStore } from '../dialects/responses/response-store.js';
 import { isLoopbackHost } from '../http/auth.js';
 import { createApp } from '../http/app.js';
 import { Drain } from '../http/drain.js';
@@ -116,7 +117,8 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
   );
   const drain = new Drain();
   const accounts = { directory, limiter, recorder, usage: store.usage };
-  const app = createApp({ config, registry, images, logger, preload, version: IRIS_VERSION, metrics, drain, accounts });
+  const responses = new ResponseStore({ maxBytes: config.responses.storeBytes });
+  const app = createApp({ config, registry, images, responses, logger, preload, version: IRIS_VERSION, metrics, drain, accounts });
   let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
 
   let stopping = false;
@@ -135,6 +137,7 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
     await metricsServer?.app.close();
     await registry.dispose();
     images.dispose();
+    responses.dispose();
     await fetcher.dispose();
     // Every request has ended by now: its usage row is queued, and this writes it.
     await recorder.dispose();

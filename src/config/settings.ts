@@ -424,6 +424,20 @@ export const SERVER_SETTINGS = {
     /** How long fetched image bytes are reused, in ms. */
     fetchCacheTtlMs: setting({ schema: z.number().int().min(0).max(3_600_000), default: 60_000, help: 'ms fetched image bytes are reused' }),
   }),
+
+  /** The Responses API's stored responses (kept in memory). */
+  responses: section("the Responses API's stored responses", {
+    /** Bytes of stored responses kept in memory, least recently used dropped first (0 stores none; 64 MiB). */
+    storeBytes: setting({
+      schema: z.number().int().min(0),
+      default: 64 * 1024 * 1024,
+      flag: 'responses-store-bytes',
+      env: 'IRIS_RESPONSES_STORE_BYTES',
+      input: 'integer',
+      placeholder: 'BYTES',
+      help: 'bytes of stored Responses API responses kept in memory (0 stores none)',
+    }),
+  }),
 } as const;
 
 /** A setting with its place: `path` in the config (or in a model, or in loading), as camelCase segments. */

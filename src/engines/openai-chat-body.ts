@@ -5,6 +5,7 @@
  * chunk is where token counts come from.
  */
 import type { EngineMessage, EngineRequest } from './engine.js';
+import { toChatResponseFormat } from '../protocol/chat-request.js';
 
 /** The JSON body for `request`, asking for `model` when given (llama-server serves one model and needs none). */
 export function toOpenAIChatBody(request: EngineRequest, model?: string): Record<string, unknown> {
@@ -48,21 +49,7 @@ export function toOpenAIChatBody(request: EngineRequest, model?: string): Record
   const choice = request.toolChoice;
   if (choice !== undefined) body['tool_choice'] = typeof choice === 'string' ? choice : { type: 'function', function: { name: choice.name } };
   set('parallel_tool_calls', request.parallelToolCalls);
-  const format = request.responseFormat;
-  if (format !== undefined) {
-    body['response_format'] =
-      format.type === 'json_schema'
-        ? {
-            type: 'json_schema',
-            json_schema: {
-              name: format.name,
-              schema: format.schema,
-              ...(format.strict === undefined ? {} : { strict: format.strict }),
-              ...(format.description === undefined ? {} : { description: format.description }),
-            },
-          }
-        : { type: format.type };
-  }
+  if (request.responseFormat !== undefined) body['response_format'] = toChatResponseFormat(request.responseFormat);
   if (request.topLogprobs !== undefined) {
     body['logprobs'] = true;
     body['top_logprobs'] = request.topLogprobs;

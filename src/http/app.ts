@@ -4,6 +4,7 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { IrisConfig } from '../config/config.js';
+import type { ResponseStore } from '../dialects/responses/response-store.js';
 import type { ImagePipeline } from '../images/image-pipeline.js';
 import type { Logger } from '../logger.js';
 import type { IrisMetrics } from '../metrics/iris-metrics.js';
@@ -19,10 +20,12 @@ import { handleClientError, installErrorHandler } from './error-handler.js';
 import { observeRequests, requestIdOf } from './request-observation.js';
 import { findIllFormedText } from '../protocol/well-formed-text.js';
 import { RequestAccounting } from './request-accounting.js';
+import { registerAnthropicMessages } from './routes/anthropic-messages.js';
 import { registerChatCompletions } from './routes/chat-completions.js';
 import { registerHealth } from './routes/health.js';
 import { registerMetrics } from './routes/metrics.js';
 import { registerModels } from './routes/models.js';
+import { registerResponses } from './routes/responses.js';
 import { registerTokenize } from './routes/tokenize.js';
 import { isPublicWebPath, registerWeb } from './routes/web.js';
 import { registerUsage } from './routes/usage.js';
@@ -32,6 +35,8 @@ export interface AppDeps {
   config: IrisConfig;
   registry: ModelRegistry;
   images: ImagePipeline;
+  /** Stored Responses API responses. */
+  responses: ResponseStore;
   logger: Logger;
   /** Models that must be loaded for /ready to say ready. */
   preload: readonly string[];
@@ -114,7 +119,8 @@ export function createApp(deps: AppDeps): FastifyInstance {
     if (!request.raw.complete) void reply.header('connection', 'close');
   });
 
-  installErrorHandler(app, { retryAfterSeconds: () => (deps.drain.draining ? deps.drain.retryAfterSeconds() : 1) });
+  const errors = { retryAfterSeconds: () => (deps.drain.draining ? deps.drain.retryAfterSeconds() : 1) };
+  installErrorHandler(app, errors);
   registerHealth(app, { registry: deps.registry, preload: deps.preload, draining: () => deps.drain.draining });
   registerMetrics(app, { metrics: deps.metrics, registry: deps.registry, adminKeys: deps.config.apiKeys });
   registerModels(app, deps);
@@ -126,6 +132,8 @@ export function createApp(deps: AppDeps): FastifyInstance {
     maxChoicesPerRequest: deps.config.limits.maxChoicesPerRequest,
   });
   registerTokenize(app, { ...deps, accounting, limits });
+  registerResponses(app, { ...deps, accounting, limits });
+  registerAnthropicMessages(app, { ...deps, accounting, limits, errors });
   registerUsage(app, { usage: accounts.usage, flush: () => accounts.recorder.flush() });
   registerWeb(app, deps);
   return app;

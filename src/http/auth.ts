@@ -1,5 +1,6 @@
 /**
- * Bearer-key authentication for the API routes. Two kinds of key are accepted:
+ * API-key authentication for the API routes: the key comes as a bearer token, or in `x-api-key` as
+ * Anthropic's clients send it. Two kinds of key are accepted:
  * - keys from the configuration (`--api-key`, `IRIS_API_KEYS`, `api_keys:`), in clear or as
  *   `sha256:<hex>`: admin keys without limits. The presented key's SHA-256 is compared with every one of
  *   them in constant time, so neither which key matched nor how much of it leaks through timing.
@@ -52,7 +53,32 @@ export interface AuthOptions {
   now?: () => number;
 }
 
-/** Checks the Authorization header of a request and remembers its caller (see {@link callerOf}). */
+/**
+ * The API key a request presents: `Authorization: Bearer <key>`, or `x-api-key: <key>` as Anthropic's
+ * clients send it. Undefined when neither header is there; throws 401 for a malformed Authorization header.
+ */
+export function presentedApiKey(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (header === undefined) {
+    const apiKeyHeader = request.headers['x-api-key'];
+    const value = Array.isArray(apiKeyHeader) ? apiKeyHeader[0] : apiKeyHeader;
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  }
+  const match = /^Bearer\s+(.+)$/i.exec(header.trim());
+  if (!match?.[1]) throw invalidApiKey('The Authorization header must be "Bearer <key>".');
+  return match[1].trim();
+}
+
+/**
+ * Who made a request, for data kept per API key (stored responses): a hash of the presented key, or
+ * `anonymous` when none was presented (only possible when the server has no keys).
+ */
+export function apiKeyOwner(request: FastifyRequest): string {
+  const key = presentedApiKey(request);
+  return key === undefined ? 'anonymous' : `key:${digest(key).toString('hex')}`;
+}
+
+/** Checks the API key of a request (bearer or `x-api-key`) and remembers its caller (see {@link callerOf}). */
 export function createAuthCheck(options: AuthOptions): (request: FastifyRequest) => void {
   const configDigests = options.configKeys.map((key) =>
     key.startsWith('sha256:') ? Buffer.from(key.slice('sha256:'.length), 'hex') : digest(key),
@@ -61,13 +87,11 @@ export function createAuthCheck(options: AuthOptions): (request: FastifyRequest)
   return (request) => {
     const directory = options.directory;
     if (configDigests.length === 0 && (directory === undefined || directory.size === 0)) return;
-    const header = request.headers.authorization;
-    if (header === undefined) {
-      throw invalidApiKey('You did not provide an API key. Send it as "Authorization: Bearer <key>".');
+    const key = presentedApiKey(request);
+    if (key === undefined) {
+      throw invalidApiKey('You did not provide an API key. Send it as "Authorization: Bearer <key>" (or "x-api-key: <key>").');
     }
-    const match = /^Bearer\s+(.+)$/i.exec(header.trim());
-    if (!match?.[1]) throw invalidApiKey('The Authorization header must be "Bearer <key>".');
-    const candidate = digest(match[1].trim());
+    const candidate = digest(key);
     // Check every configuration key so the time taken does not reveal which one matched.
     let configured = false;
     for (const key of configDigests) configured = timingSafeEqual(key, candidate) || configured;

@@ -9,6 +9,13 @@ import type { ModelAdmission } from '../models/model-registry.js';
 import type { ChatMessage, ChatRequest } from '../protocol/chat-request.js';
 import type { ImageReport } from '../protocol/chat-response.js';
 
+/**
+ * Names the request field of an image part for errors about it (the field holding its URL or data), given
+ * the chat message and content part it became. Dialects name their own fields; chat's default is
+ * `messages[i].content[j].image_url.url`.
+ */
+export type ImageParamNamer = (messageIndex: number, partIndex: number) => string;
+
 /** Engine messages and what their images cost. */
 export interface ChatInputs {
   messages: EngineMessage[];
@@ -28,6 +35,7 @@ export async function toEngineInputs(
   model: { id: string; admission: ModelAdmission },
   images: ImagePipeline,
   signal: AbortSignal,
+  imageParam?: ImageParamNamer,
 ): Promise<ChatInputs> {
   const inputs: ImageInput[] = [];
   chat.messages.forEach((message, messageIndex) => {
@@ -38,6 +46,7 @@ export async function toEngineInputs(
         url: part.image_url.url,
         detail: part.image_url.detail ?? 'auto',
         param: `messages[${messageIndex}].content[${partIndex}].image_url`,
+        ...(imageParam === undefined ? {} : { urlParam: imageParam(messageIndex, partIndex) }),
       });
     });
   });
@@ -45,7 +54,7 @@ export async function toEngineInputs(
   if (inputs.length > 0 && !capabilities.vision) {
     throw invalidRequest(
       `The model '${model.id}' does not accept images (it has no multimodal projector).`,
-      inputs[0]?.param ?? null,
+      inputs[0]?.urlParam ?? inputs[0]?.param ?? null,
       'model_not_supported',
     );
   }

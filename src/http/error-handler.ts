@@ -46,8 +46,22 @@ export function withRequestId(error: IrisError, requestId: string): IrisError {
   return error.with({ message: `${error.message} (request id ${requestId})` });
 }
 
-/** Installs the error and not-found handlers; `retryAfterSeconds` is the wait for a 429/503 that names none. */
-export function installErrorHandler(app: FastifyInstance, options: { retryAfterSeconds: () => number }): void {
+/** What every error handler needs. */
+export interface ErrorHandlerOptions {
+  /** The wait a 429/503 that names none advises in `retry-after`, in seconds. */
+  retryAfterSeconds: () => number;
+}
+
+/** How a dialect writes an error: its status and body. */
+export type ErrorRenderer = (error: IrisError, requestId: string) => { status: number; body: unknown };
+
+const renderOpenAI: ErrorRenderer = (error) => ({ status: error.status, body: error.toBody() });
+
+/**
+ * Sets the error handler of `app` (or of an encapsulated scope of it, for a dialect whose routes answer
+ * errors in another shape): every error is mapped to an IrisError, logged, and written by `render`.
+ */
+export function setErrorRenderer(app: FastifyInstance, options: ErrorHandlerOptions, render: ErrorRenderer = renderOpenAI): void {
   app.setErrorHandler((error, request, reply) => {
     const clientError = withRequestId(toClientError(error), request.id);
     if (clientError.status >= 500) request.log.error({ err: clientError.cause ?? error }, clientError.message);
@@ -55,9 +69,15 @@ export function installErrorHandler(app: FastifyInstance, options: { retryAfterS
     if (clientError.status === 429 || clientError.status === 503) {
       void reply.header('retry-after', String(clientError.retryAfterSeconds ?? options.retryAfterSeconds()));
     }
+    const { status, body } = render(clientError, request.id);
     // 499 (client closed) has nobody to read it; still answer something valid if the socket is open.
-    void reply.status(clientError.status).type('application/json').send(clientError.toBody());
+    void reply.status(status).type('application/json').send(body);
   });
+}
+
+/** Installs the error and not-found handlers. */
+export function installErrorHandler(app: FastifyInstance, options: ErrorHandlerOptions): void {
+  setErrorRenderer(app, options);
   app.setNotFoundHandler((request, reply) => {
     const error = unknownEndpoint(echo(request.method), echo(request.url.split('?')[0] ?? request.url));
     void reply.status(404).send(error.toBody());

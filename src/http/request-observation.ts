@@ -53,7 +53,10 @@ export function requestIdOf(raw: FastifyRequest['raw']): string {
 export function endpointOf(routeUrl: string | undefined): EndpointName {
   if (routeUrl === undefined) return 'other';
   if (routeUrl.endsWith('/chat/completions')) return 'chat_completions';
-  if (routeUrl.endsWith('/tokenize')) return 'tokenize';
+  // The dialects generate through the same pipeline; their token counts are tokenize's kind.
+  if (routeUrl.endsWith('/tokenize') || routeUrl.endsWith('/messages/count_tokens')) return 'tokenize';
+  if (routeUrl.endsWith('/messages')) return 'messages';
+  if (/\/responses(\/:id)?$/.test(routeUrl)) return 'responses';
   if (/\/models(\/\*)?$/.test(routeUrl)) return 'models';
   if (routeUrl === '/metrics') return 'metrics';
   if (routeUrl === '/health' || routeUrl === '/ready') return 'health';
@@ -77,6 +80,9 @@ export function observeRequests(app: FastifyInstance, deps: { metrics: IrisMetri
   });
 }
 
+/** Endpoints that generate (the chat pipeline's), whose requests feed the generation metrics. */
+const GENERATING: ReadonlySet<EndpointName> = new Set(['chat_completions', 'responses', 'messages']);
+
 function finish(request: FastifyRequest, reply: FastifyReply, endpoint: EndpointName, metrics: IrisMetrics): void {
   const observation = request.observation;
   const now = performance.now();
@@ -87,7 +93,7 @@ function finish(request: FastifyRequest, reply: FastifyReply, endpoint: Endpoint
   metrics.requests.inc({ model, endpoint, status: statusClass(status) });
   metrics.requestDuration.observe({ model, endpoint }, seconds);
   const ttft = observation.firstTokenAt === undefined ? undefined : (observation.firstTokenAt - observation.startedAt) / 1000;
-  if (endpoint === 'chat_completions' && observation.model !== undefined) {
+  if (GENERATING.has(endpoint) && observation.model !== undefined) {
     const labels = { model };
     if (observation.queueWaitSeconds !== undefined) metrics.queueWait.observe(labels, observation.queueWaitSeconds);
     if (ttft !== undefined) metrics.timeToFirstToken.observe(labels, ttft);

@@ -6,7 +6,8 @@
  * Events queued in the same turn of the event loop (an upstream read usually carries several chunks) go
  * out in one socket write at the end of that turn (`setImmediate`), instead of one write and one chunked
  * frame each. Writes respect backpressure: {@link SseWriter.sendJson} says when to wait for
- * {@link SseWriter.drained}.
+ * {@link SseWriter.drained}. The dialects (Responses, Anthropic) write named events through the same writer
+ * and end without `[DONE]`.
  */
 import type { FastifyReply } from 'fastify';
 import type { IrisError } from '../errors.js';
@@ -51,9 +52,9 @@ export class SseWriter {
    * Queues one event whose data is already JSON text. Returns false when the client is not keeping up:
    * await {@link drained} before sending more.
    */
-  sendJson(json: string): boolean {
+  sendJson(json: string, event?: string): boolean {
     if (!this.open) return true;
-    this.#pending += `data: ${json}\n\n`;
+    this.#pending += `${event === undefined ? '' : `event: ${event}\n`}data: ${json}\n\n`;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       setImmediate(this.#flush);
@@ -61,9 +62,12 @@ export class SseWriter {
     return !this.#reply.raw.writableNeedDrain;
   }
 
-  /** Sends one JSON event; waits if the socket is backed up. */
-  async send(data: unknown): Promise<void> {
-    if (!this.sendJson(JSON.stringify(data))) await this.drained();
+  /**
+   * Sends one JSON event, named by an `event:` line when `event` is given (the Responses and Anthropic
+   * dialects name theirs); waits if the socket is backed up.
+   */
+  async send(data: unknown, event?: string): Promise<void> {
+    if (!this.sendJson(JSON.stringify(data), event)) await this.drained();
   }
 
   /** Resolves once the socket takes more data (or the client is gone). */

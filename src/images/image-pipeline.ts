@@ -29,6 +29,8 @@ export interface ImageInput {
   detail: ImageDetail;
   /** The request field it came from, e.g. `messages[0].content[1].image_url`. */
   param: string;
+  /** The field holding its URL or data, named in errors about it. @default `${param}.url` */
+  urlParam?: string;
 }
 
 /** Limits the pipeline enforces. */
@@ -129,7 +131,7 @@ export class ImagePipeline {
 
     // Data URIs are decoded (and counted) first, in order, so their errors are deterministic.
     const sources = inputs.map((input) => {
-      const param = `${input.param}.url`;
+      const param = input.urlParam ?? `${input.param}.url`;
       if (!isDataUri(input.url)) return { input, param, bytes: undefined };
       const bytes = decodeDataUri(input.url, param, limits.maxImageBytes);
       if (bytes.length > limits.maxImageBytes) {

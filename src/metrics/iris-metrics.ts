@@ -11,7 +11,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { addLabelToExposition } from './relabel.js';
 
 /** Fixed names of the endpoints requests are counted under. */
-export type EndpointName = 'chat_completions' | 'tokenize' | 'models' | 'metrics' | 'health' | 'other';
+export type EndpointName = 'chat_completions' | 'responses' | 'messages' | 'tokenize' | 'models' | 'metrics' | 'health' | 'other';
 
 /** Where an image came from. */
 export type ImageSourceKind = 'data' | 'url';

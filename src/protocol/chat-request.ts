@@ -277,3 +277,22 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
   }
   return current;
 }
+
+/** An output format written flat, as the Responses API's `text.format` and the engine spec write it. */
+export type FlatResponseFormat =
+  | { type: 'text' | 'json_object' }
+  | { type: 'json_schema'; name: string; schema: Record<string, unknown>; strict?: boolean | null | undefined; description?: string | null | undefined };
+
+/** A flat output format as chat's `response_format` (`json_schema` nested under its own key). */
+export function toChatResponseFormat(format: FlatResponseFormat): NonNullable<ChatRequest['response_format']> {
+  if (format.type !== 'json_schema') return { type: format.type };
+  return {
+    type: 'json_schema',
+    json_schema: {
+      name: format.name,
+      schema: format.schema,
+      ...(format.strict == null ? {} : { strict: format.strict }),
+      ...(format.description == null ? {} : { description: format.description }),
+    },
+  };
+}

@@ -23,11 +23,12 @@ import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
-import { readGgufMetadata } from '../../src/gguf/gguf-reader.js';
 import { REFUSED_PARAMETERS } from '../../src/protocol/chat-request.js';
 import { assertMatchesSchema } from '../helpers/openapi.js';
 import { dataUri, makeImage } from '../helpers/images.js';
+import { COLOR_SCHEMA } from '../helpers/schemas.js';
 import { startIris, syntheticModel, templatedModel, type IrisProcess } from '../helpers/test-env.js';
+import { tokenIds } from '../helpers/token-ids.js';
 
 const MODEL = 'tiny';
 
@@ -77,17 +78,6 @@ const look = (text = 'What colour is it?'): OpenAI.Chat.ChatCompletionUserMessag
   ],
 });
 
-/** Only enums, booleans and bounded integers: a random model's answer always terminates inside them. */
-const COLOR_SCHEMA = {
-  type: 'object',
-  properties: {
-    color: { type: 'string', enum: ['red', 'green', 'blue'] },
-    count: { type: 'integer', minimum: 0, maximum: 9 },
-    bright: { type: 'boolean' },
-  },
-  required: ['color', 'count', 'bright'],
-  additionalProperties: false,
-} as const;
 
 const REPORT_TOOL: OpenAI.Chat.ChatCompletionTool = {
   type: 'function',
@@ -512,17 +502,4 @@ describe('the remote engine passes the surface through to an upstream Iris', () 
 /** Token ids of the tiny model's single-character tokens. */
 async function byteTokenIds(characters: string[]): Promise<number[]> {
   return tokenIds((await syntheticModel('tiny')).modelPath, characters);
-}
-
-/** Token ids of pieces of text that are one token each in a model's byte-level vocabulary (from its GGUF). */
-async function tokenIds(modelPath: string, pieces: readonly string[]): Promise<number[]> {
-  const { metadata } = await readGgufMetadata(modelPath);
-  const tokens = metadata['tokenizer.ggml.tokens'];
-  assert.ok(tokens?.type === 'array');
-  // Byte-level BPE spells space and newline as 'Ġ' and 'Ċ'; printable ASCII stands for itself.
-  return pieces.map((piece) => {
-    const id = tokens.value.indexOf(piece.replaceAll(' ', 'Ġ').replaceAll('\n', 'Ċ'));
-    assert.ok(id >= 0, `no token for ${JSON.stringify(piece)}`);
-    return id;
-  });
 }

@@ -7,25 +7,12 @@
  * It takes no generation slot.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { invalidRequest } from '../../errors.js';
-import type { ImagePipeline } from '../../images/image-pipeline.js';
-import type { ModelLease, ModelRegistry } from '../../models/model-registry.js';
-import { checkRequestLimits, type RequestLimits } from '../../protocol/request-limits.js';
 import { parseChatRequest } from '../../protocol/chat-request.js';
 import type { ImageReport } from '../../protocol/chat-response.js';
-import { abortOnDisconnect } from '../abort-on-disconnect.js';
-import { checkCapabilities, toEngineInputs, toEngineOptions, totalImageTokens } from '../chat-inputs.js';
-import type { RequestAccounting } from '../request-accounting.js';
+import { countChatTokens, type ChatPipelineDeps } from '../chat-pipeline.js';
 
 /** What the route needs. */
-export interface TokenizeDeps {
-  registry: ModelRegistry;
-  images: ImagePipeline;
-  /** Model scope, per-key limits and usage records. */
-  accounting: RequestAccounting;
-  /** Bounds on the messages of one request. */
-  limits: RequestLimits;
-}
+export type TokenizeDeps = ChatPipelineDeps;
 
 /** The answer of the tokenize endpoint. */
 export interface TokenizeResponse {
@@ -45,44 +32,7 @@ export function registerTokenize(app: FastifyInstance, deps: TokenizeDeps): void
 }
 
 async function handleTokenize(request: FastifyRequest, reply: FastifyReply, deps: TokenizeDeps): Promise<TokenizeResponse> {
-  const ticket = deps.accounting.begin(request, reply);
-  const abort = abortOnDisconnect(request, reply);
-  let lease: ModelLease | undefined;
-  try {
-    // Counting tokens generates nothing: no choice count applies.
-    const chat = parseChatRequest(request.body, { maxChoices: Number.MAX_SAFE_INTEGER });
-    checkRequestLimits(chat, deps.limits);
-    ticket.useModel(chat.model);
-    const model = await deps.registry.resolve(chat.model);
-    const id = model.definition.id;
-    request.observation.model = id;
-    const admission = await model.admission(abort.signal);
-    const { messages, imageTokens, images } = await toEngineInputs(chat, { id, admission }, deps.images, abort.signal);
-    ticket.images(totalImageTokens(imageTokens), imageTokens.length);
-    // Counting generates nothing: it counts as a request, not as tokens.
-    await ticket.admit(0);
-    lease = await model.lease(abort.signal);
-    const engine = lease.engine;
-    if (engine.countPromptTokens === undefined) {
-      throw invalidRequest(`The model '${id}' cannot count tokens without generating.`, 'model', 'model_not_supported');
-    }
-    checkCapabilities(chat, engine.capabilities, id);
-    const { tools, toolChoice, parallelToolCalls, responseFormat } = toEngineOptions(chat);
-    const promptTokens = await engine.countPromptTokens({
-      messages,
-      ...(tools === undefined ? {} : { tools }),
-      ...(toolChoice === undefined ? {} : { toolChoice }),
-      ...(parallelToolCalls === undefined ? {} : { parallelToolCalls }),
-      ...(responseFormat === undefined ? {} : { responseFormat }),
-      signal: abort.signal,
-    });
-    return { prompt_tokens: promptTokens, image_tokens: imageTokens.map((tokens) => tokens ?? null), images };
-  } catch (error) {
-    ticket.fail(error);
-    throw error;
-  } finally {
-    lease?.release();
-    ticket.end(abort.signal.aborted);
-    abort.dispose();
-  }
+  // Counting tokens generates nothing: no choice count applies.
+  const count = await countChatTokens(deps, { request, reply }, () => ({ chat: parseChatRequest(request.body, { maxChoices: Number.MAX_SAFE_INTEGER }) }));
+  return { prompt_tokens: count.promptTokens, image_tokens: count.imageTokens.map((tokens) => tokens ?? null), images: count.imageReports };
 }

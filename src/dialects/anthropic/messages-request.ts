@@ -1,0 +1,276 @@
+/**
+ * The Anthropic Messages API request (`POST /v1/messages`, `POST /v1/messages/count_tokens`), as zod
+ * schemas, and its translation into Iris's chat request: `system` becomes a system message, `text` and
+ * `image` blocks become chat parts (a `base64` source becomes a data URI and a `url` source a URL, so both
+ * take the one image path), and `max_tokens`/`temperature`/`top_p`/`top_k`/`stop_sequences` the chat
+ * request's sampling fields. Errors name the Anthropic field (`messages[0].content[1].source.data`).
+ *
+ * Every field Anthropic defines is honoured, accepted because it changes nothing about the answer
+ * (`metadata`, `service_tier`, `cache_control`), or refused by name with a 400.
+ */
+import { z } from 'zod';
+import { invalidRequest } from '../../errors.js';
+import { zodToIrisError, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
+
+const cacheControl = z.unknown().optional();
+
+const textBlockSchema = z.looseObject({ type: z.literal('text'), text: z.string(), cache_control: cacheControl });
+
+const imageSourceSchema = z.discriminatedUnion(
+  'type',
+  [
+    z.strictObject({
+      type: z.literal('base64'),
+      media_type: z.enum(['image/jpeg', 'image/png', 'image/gif', 'image/webp']),
+      data: z.string().min(1, 'must not be empty'),
+    }),
+    z.strictObject({ type: z.literal('url'), url: z.string().min(1, 'must not be empty') }),
+  ],
+  { error: (issue) => (issue.code === 'invalid_union' ? "source 'type' must be 'base64' or 'url'" : undefined) },
+);
+
+const imageBlockSchema = z.looseObject({ type: z.literal('image'), source: imageSourceSchema, cache_control: cacheControl });
+
+/** Anthropic's rule for tool names. */
+const toolNameSchema = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, underscores or dashes');
+
+const toolUseBlockSchema = z.looseObject({
+  type: z.literal('tool_use'),
+  id: z.string().min(1, 'must not be empty'),
+  name: toolNameSchema,
+  input: z.record(z.string(), z.unknown()),
+  cache_control: cacheControl,
+});
+
+const toolResultBlockSchema = z.looseObject({
+  type: z.literal('tool_result'),
+  tool_use_id: z.string().min(1, 'must not be empty'),
+  content: z.union([z.string(), z.array(z.discriminatedUnion('type', [textBlockSchema, imageBlockSchema]))]).optional(),
+  is_error: z.boolean().nullable().optional(),
+  cache_control: cacheControl,
+});
+
+const contentBlockSchema = z.discriminatedUnion('type', [textBlockSchema, imageBlockSchema, toolUseBlockSchema, toolResultBlockSchema], {
+  error: (issue) =>
+    issue.code === 'invalid_union' ? "content block 'type' must be 'text', 'image', 'tool_use' or 'tool_result'" : undefined,
+});
+
+const toolSchema = z.looseObject({
+  type: z.literal('custom').nullable().optional(),
+  name: toolNameSchema,
+  description: z.string().nullable().optional(),
+  input_schema: z.looseObject({ type: z.literal('object') }),
+  cache_control: cacheControl,
+});
+
+const messageSchema = z.looseObject({
+  role: z.enum(['user', 'assistant']),
+  content: z.union([z.string(), z.array(contentBlockSchema)], { error: 'must be a string or an array of content blocks' }),
+});
+
+const nullableNumber = (schema: z.ZodNumber) => schema.nullable().optional();
+
+const baseFields = {
+  model: z.string().min(1, 'must not be empty'),
+  messages: z.array(messageSchema).min(1, 'must contain at least one message'),
+  system: z.union([z.string(), z.array(textBlockSchema)], { error: 'must be a string or an array of text blocks' }).nullable().optional(),
+  tools: z.array(z.looseObject({ type: z.string().nullable().optional() })).nullable().optional(),
+  tool_choice: z
+    .discriminatedUnion('type', [
+      z.strictObject({ type: z.literal('auto'), disable_parallel_tool_use: z.boolean().optional() }),
+      z.strictObject({ type: z.literal('any'), disable_parallel_tool_use: z.boolean().optional() }),
+      z.strictObject({ type: z.literal('tool'), name: toolNameSchema, disable_parallel_tool_use: z.boolean().optional() }),
+      z.strictObject({ type: z.literal('none') }),
+    ], { error: (issue) => (issue.code === 'invalid_union' ? "type must be 'auto', 'any', 'tool' or 'none'" : undefined) })
+    .nullable()
+    .optional(),
+};
+
+/** The body of POST /v1/messages, as Iris accepts it. */
+export const messagesRequestSchema = z.looseObject({
+  ...baseFields,
+  max_tokens: z.number().int().min(1),
+  temperature: nullableNumber(z.number().min(0).max(1)),
+  top_p: nullableNumber(z.number().min(0).max(1)),
+  top_k: nullableNumber(z.number().int().min(0)),
+  stop_sequences: z.array(z.string().min(1, 'must not be empty')).max(4, 'at most 4 stop sequences').nullable().optional(),
+  stream: z.boolean().nullable().optional(),
+  // Iris extensions (as in vLLM): chat completions' sampling controls, for reproducible answers.
+  seed: nullableNumber(z.number().int()),
+  logit_bias: z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100)).nullable().optional(),
+  // Accepted without effect: they change nothing about the answer.
+  metadata: z.looseObject({ user_id: z.string().nullable().optional() }).nullable().optional(),
+  service_tier: z.string().nullable().optional(),
+});
+
+/** The body of POST /v1/messages/count_tokens. */
+export const countTokensRequestSchema = z.looseObject(baseFields);
+
+/** A parsed Messages request. */
+export type MessagesRequest = z.output<typeof messagesRequestSchema>;
+/** A parsed count_tokens request. */
+export type CountTokensRequest = z.output<typeof countTokensRequestSchema>;
+
+/** Fields Iris refuses by name when set, and why: each would change the answer and Iris cannot do it. */
+const REFUSED_FIELDS: Readonly<Record<string, string>> = {
+  thinking: 'extended thinking is not supported by the models served here',
+  mcp_servers: 'remote MCP servers are not supported',
+  container: 'code execution containers are not supported',
+  context_management: 'context management is not supported',
+};
+
+/** Parses a Messages request; throws a 400 naming the field on any mismatch or refused field. */
+export function parseMessagesRequest(body: unknown): Checked<MessagesRequest> {
+  return checkCommon(parseWith(messagesRequestSchema, body));
+}
+
+/** Parses a count_tokens request; throws a 400 naming the field on any mismatch or refused field. */
+export function parseCountTokensRequest(body: unknown): Checked<CountTokensRequest> {
+  return checkCommon(parseWith(countTokensRequestSchema, body));
+}
+
+function parseWith<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw invalidRequest('The request body must be a JSON object.', null, 'invalid_request');
+  }
+  for (const [name, why] of Object.entries(REFUSED_FIELDS)) {
+    const value = (body as Record<string, unknown>)[name];
+    // `thinking: {type: "disabled"}` asks for nothing.
+    if (value == null || (name === 'thinking' && (value as { type?: unknown }).type === 'disabled')) continue;
+    throw invalidRequest(`'${name}' is not supported: ${why}.`, name, 'unsupported_parameter');
+  }
+  const result = schema.safeParse(body);
+  if (!result.success) throw zodToIrisError(result.error, body);
+  return result.data;
+}
+
+/** A parsed request with its custom tools checked. */
+export type Checked<T> = T & { customTools: z.output<typeof toolSchema>[] };
+
+function checkCommon<T extends CountTokensRequest>(request: T): Checked<T> {
+  const customTools = (request.tools ?? []).map((tool, index) => {
+    if (tool.type != null && tool.type !== 'custom') {
+      throw invalidRequest(`The server tool '${tool.type}' is not supported: Iris runs no tools itself; define client tools with 'input_schema'.`, `tools[${index}].type`, 'unsupported_parameter');
+    }
+    const parsed = toolSchema.safeParse(tool);
+    if (!parsed.success) throw zodToIrisError(new z.ZodError(parsed.error.issues.map((issue) => ({ ...issue, path: ['tools', index, ...issue.path] }))), request);
+    return parsed.data;
+  });
+  const choice = request.tool_choice;
+  if (choice != null && choice.type !== 'none' && choice.type !== 'auto' && customTools.length === 0) {
+    throw invalidRequest("'tool_choice' needs 'tools'.", 'tool_choice', 'invalid_value');
+  }
+  if (choice?.type === 'tool' && !customTools.some((tool) => tool.name === choice.name)) {
+    throw invalidRequest(`'tool_choice' names the tool '${choice.name}', which is not in 'tools'.`, 'tool_choice.name', 'invalid_value');
+  }
+  return { ...request, customTools };
+}
+
+function wrongBlock(type: string, where: string, allowed: string) {
+  return invalidRequest(`Invalid content block at '${where}': this message takes ${allowed} blocks, not '${type}'.`, `${where}.type`, 'invalid_value');
+}
+
+/** The text of a tool_result; an error result says so, since the model should know the call failed. */
+function toolResultText(block: { content?: string | { type: string; text?: string }[] | undefined; is_error?: boolean | null | undefined }, where: string): string {
+  const content = block.content ?? '';
+  const text =
+    typeof content === 'string'
+      ? content
+      : content
+          .map((part, index) => {
+            if (part.type !== 'text') {
+              throw invalidRequest(`Invalid block at '${where}.content[${index}]': images in tool results are not supported; send them in a user message.`, `${where}.content[${index}].type`, 'unsupported_parameter');
+            }
+            return part.text ?? '';
+          })
+          .join('');
+  return block.is_error === true ? `Error: ${text}` : text;
+}
+
+/** A Messages request as Iris's chat request, with the Anthropic field of each image. */
+export interface TranslatedMessagesRequest {
+  chat: ChatRequest;
+  imageParam: (messageIndex: number, partIndex: number) => string;
+}
+
+/** Translates a Messages (or count_tokens) request into a chat request. */
+export function toChatRequest(request: Checked<MessagesRequest> | Checked<CountTokensRequest>): TranslatedMessagesRequest {
+  const messages: ChatMessage[] = [];
+  const imageFields: (string | undefined)[][] = [];
+  const system = request.system;
+  if (system != null && system !== '' && !(Array.isArray(system) && system.length === 0)) {
+    messages.push({ role: 'system', content: typeof system === 'string' ? system : system.map((block) => ({ type: 'text' as const, text: block.text })) });
+    imageFields.push([]);
+  }
+  request.messages.forEach((message, index) => {
+    const path = `messages[${index}]`;
+    if (typeof message.content === 'string') {
+      messages.push({ role: message.role, content: message.content });
+      imageFields.push([]);
+      return;
+    }
+    if (message.content.length === 0) throw invalidRequest(`'${path}.content' must not be empty.`, `${path}.content`, 'invalid_value');
+    if (message.role === 'assistant') {
+      let text = '';
+      const calls: { id: string; type: 'function'; function: { name: string; arguments: string } }[] = [];
+      message.content.forEach((block, blockIndex) => {
+        if (block.type === 'text') text += block.text;
+        else if (block.type === 'tool_use') calls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input) } });
+        else throw wrongBlock(block.type, `${path}.content[${blockIndex}]`, "'text' or 'tool_use'");
+      });
+      messages.push({ role: 'assistant', content: calls.length > 0 && text === '' ? null : text, ...(calls.length > 0 ? { tool_calls: calls } : {}) });
+      imageFields.push([]);
+      return;
+    }
+    // Tool results answer the calls of the turn before, so they come first, as tool messages, in order.
+    message.content.forEach((block, blockIndex) => {
+      if (block.type !== 'tool_result') return;
+      messages.push({ role: 'tool', tool_call_id: block.tool_use_id, content: toolResultText(block, `${path}.content[${blockIndex}]`) });
+      imageFields.push([]);
+    });
+    const parts: ({ type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string } })[] = [];
+    const partFields: (string | undefined)[] = [];
+    message.content.forEach((block, blockIndex) => {
+      if (block.type === 'tool_result') return;
+      if (block.type === 'tool_use') throw wrongBlock(block.type, `${path}.content[${blockIndex}]`, "'text', 'image' or 'tool_result'");
+      if (block.type === 'text') {
+        parts.push({ type: 'text', text: block.text });
+        return;
+      }
+      const where = `${path}.content[${blockIndex}].source`;
+      const source = block.source;
+      partFields[parts.length] = source.type === 'base64' ? `${where}.data` : `${where}.url`;
+      const url = source.type === 'base64' ? `data:${source.media_type};base64,${source.data}` : source.url;
+      parts.push({ type: 'image_url', image_url: { url } });
+    });
+    if (parts.length > 0) {
+      messages.push({ role: 'user', content: parts });
+      imageFields.push(partFields);
+    }
+  });
+  const chat: ChatRequest = { model: request.model, messages };
+  if (request.customTools.length > 0) {
+    chat.tools = request.customTools.map((tool) => ({
+      type: 'function' as const,
+      function: { name: tool.name, ...(tool.description == null ? {} : { description: tool.description }), parameters: tool.input_schema },
+    }));
+  }
+  const choice = request.tool_choice;
+  if (choice != null) {
+    chat.tool_choice =
+      choice.type === 'any' ? 'required' : choice.type === 'tool' ? { type: 'function', function: { name: choice.name } } : choice.type;
+    if ('disable_parallel_tool_use' in choice && choice.disable_parallel_tool_use === true && chat.tools !== undefined) chat.parallel_tool_calls = false;
+  }
+  if ('max_tokens' in request) {
+    const generation = request as MessagesRequest;
+    chat.max_tokens = generation.max_tokens;
+    if (generation.stream != null) chat.stream = generation.stream;
+    if (generation.temperature != null) chat.temperature = generation.temperature;
+    if (generation.top_p != null) chat.top_p = generation.top_p;
+    if (generation.top_k != null) chat.top_k = generation.top_k;
+    if (generation.stop_sequences != null && generation.stop_sequences.length > 0) chat.stop = generation.stop_sequences;
+    if (generation.seed != null) chat.seed = generation.seed;
+    if (generation.logit_bias != null) chat.logit_bias = generation.logit_bias;
+  }
+  return { chat, imageParam: (messageIndex, partIndex) => imageFields[messageIndex]?.[partIndex] ?? 'messages' };
+}

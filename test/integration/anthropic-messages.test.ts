@@ -1,0 +1,295 @@
+/**
+ * The Anthropic Messages API end to end: Iris started through its CLI on a synthetic tiny model pair, real
+ * llama-server, driven by the official `@anthropic-ai/sdk` package and by raw fetch. Also checks that an
+ * image costs the same input tokens whichever dialect (chat completions, Responses, Messages) carried it.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import Anthropic from '@anthropic-ai/sdk';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import OpenAI from 'openai';
+import { makeImage } from '../helpers/images.js';
+import { startImageHost, type ImageHost } from '../helpers/image-host.js';
+import { startIris, syntheticModel, templatedModel, type IrisProcess } from '../helpers/test-env.js';
+import { tokenIds } from '../helpers/token-ids.js';
+
+/**
+ * Iris's `seed` and `logit_bias` extensions, biased towards the Llama 3.2 template's call marker: a random
+ * model then starts a call at once and the grammar writes it (as in the chat-surface tests).
+ */
+let callStart: Record<string, number> = {};
+const startCall = (seed: number): Record<string, unknown> => ({ seed, logit_bias: callStart });
+
+const KEY = 'anthropic-key-1';
+const MODEL = 'tiny';
+
+let iris: IrisProcess;
+let host: ImageHost;
+let anthropic: Anthropic;
+let imageTokens: number;
+let png: Buffer;
+
+before(async () => {
+  const model = await syntheticModel('tiny');
+  imageTokens = model.imageTokensPerImage;
+  png = await makeImage({ width: 64, height: 48 });
+  host = await startImageHost('127.0.0.2');
+  host.file('/dog.png', png);
+  iris = await startIris({
+    args: [
+      '--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL,
+      '--api-key', KEY, '--ctx-size', '8192', '--slots', '2', '--allow-media-host', '127.0.0.2',
+    ],
+  });
+  anthropic = new Anthropic({ baseURL: `${iris.baseUrl}/v1/anthropic`, apiKey: KEY, maxRetries: 0, timeout: 60_000 });
+});
+
+after(async () => {
+  await iris?.stop();
+  await host?.close();
+});
+
+const imageMessage = (text = 'Describe the image.'): Anthropic.MessageParam => ({
+  role: 'user',
+  content: [
+    { type: 'text', text },
+    { type: 'image', source: { type: 'base64', media_type: 'image/png', data: png.toString('base64') } },
+  ],
+});
+
+async function post(path: string, body: unknown, headers: Record<string, string> = { 'x-api-key': KEY }): Promise<{ status: number; json: any }> {
+  const response = await fetch(`${iris.baseUrl}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: response.status, json: await response.json() };
+}
+
+function assertAnthropicError(result: { status: number; json: any }, status: number, type: string, mentions?: string): void {
+  assert.equal(result.status, status, JSON.stringify(result.json));
+  assert.equal(result.json.type, 'error');
+  assert.equal(result.json.error.type, type);
+  assert.equal(typeof result.json.error.message, 'string');
+  assert.match(result.json.request_id, /^req_/);
+  if (mentions !== undefined) assert.ok(result.json.error.message.includes(mentions), result.json.error.message);
+}
+
+describe('Anthropic Messages API', () => {
+  test('an image message through the official SDK; count_tokens equals its input tokens', async () => {
+    const request = { model: MODEL, max_tokens: 8, temperature: 0, system: 'Be terse.', messages: [imageMessage()] };
+    const count = await anthropic.messages.countTokens({ model: MODEL, system: request.system, messages: request.messages });
+    const message = await anthropic.messages.create(request);
+    assert.match(message.id, /^msg_/);
+    assert.equal(message.type, 'message');
+    assert.equal(message.role, 'assistant');
+    assert.equal(message.model, MODEL);
+    assert.ok(message.stop_reason === 'end_turn' || message.stop_reason === 'max_tokens');
+    assert.equal(message.stop_sequence, null);
+    const usage = message.usage;
+    const input = usage.input_tokens + (usage.cache_read_input_tokens ?? 0) + (usage.cache_creation_input_tokens ?? 0);
+    assert.equal(count.input_tokens, input);
+    assert.equal((usage as any).image_tokens, imageTokens);
+    assert.ok(usage.output_tokens >= 1 && usage.output_tokens <= 8);
+  });
+
+  test('max_tokens reached: stop_reason max_tokens', async () => {
+    const message = await anthropic.messages.create({ model: MODEL, max_tokens: 1, messages: [{ role: 'user', content: 'Count to one hundred.' }] });
+    assert.equal(message.stop_reason, 'max_tokens');
+    assert.equal(message.usage.output_tokens, 1);
+  });
+
+  test('streamed, with an image by URL and the key as a bearer: the event sequence and final message', async () => {
+    const bearer = new Anthropic({ baseURL: iris.baseUrl, authToken: KEY, apiKey: null, maxRetries: 0 });
+    const stream = bearer.messages.stream({
+      model: MODEL,
+      max_tokens: 6,
+      temperature: 0,
+      messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'url', url: `${host.origin}/dog.png` } }, { type: 'text', text: 'What is this?' }] }],
+    });
+    const types: string[] = [];
+    let deltas = '';
+    for await (const event of stream) {
+      types.push(event.type);
+      if (event.type === 'content_block_delta' && event.delta.type === 'text_delta') deltas += event.delta.text;
+    }
+    const final = await stream.finalMessage();
+    assert.equal(types[0], 'message_start');
+    assert.deepEqual(types.slice(-2), ['message_delta', 'message_stop']);
+    if (deltas !== '') {
+      assert.equal(types[1], 'content_block_start');
+      assert.equal(types.at(-3), 'content_block_stop');
+      assert.equal(final.content[0]?.type === 'text' ? final.content[0].text : undefined, deltas);
+    }
+    assert.ok(final.stop_reason === 'end_turn' || final.stop_reason === 'max_tokens');
+    assert.ok(final.usage.input_tokens + (final.usage.cache_read_input_tokens ?? 0) > imageTokens);
+    assert.ok(final.usage.output_tokens >= 1);
+    assert.ok(host.requests.includes('/dog.png'));
+  });
+
+  test('errors in Anthropic shape with its status codes', async () => {
+    await assert.rejects(
+      anthropic.messages.create({ model: 'no-such-model', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }] }),
+      (error: any) => error instanceof Anthropic.NotFoundError && (error as any).error?.error?.type === 'not_found_error',
+    );
+    const wrongKey = new Anthropic({ baseURL: iris.baseUrl, apiKey: 'wrong', maxRetries: 0 });
+    await assert.rejects(
+      wrongKey.messages.create({ model: MODEL, max_tokens: 4, messages: [{ role: 'user', content: 'hi' }] }),
+      (error: any) => error instanceof Anthropic.AuthenticationError && (error as any).error?.error?.type === 'authentication_error',
+    );
+    assertAnthropicError(await post('/v1/messages', { model: MODEL, messages: [{ role: 'user', content: 'hi' }] }), 400, 'invalid_request_error', 'max_tokens');
+    assertAnthropicError(await post('/v1/messages', '{"model":'), 400, 'invalid_request_error', 'JSON');
+    assertAnthropicError(
+      await post('/v1/messages', { model: MODEL, max_tokens: 4, messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'AAAA' } }] }] }),
+      400,
+      'invalid_request_error',
+      'messages[0].content[0].source.data',
+    );
+    assertAnthropicError(await post('/v1/messages', { model: MODEL, max_tokens: 4, thinking: { type: 'enabled', budget_tokens: 1024 }, messages: [{ role: 'user', content: 'hi' }] }), 400, 'invalid_request_error', 'thinking');
+    assertAnthropicError(await post('/v1/messages', { model: MODEL, max_tokens: 4, temperature: 1.5, messages: [{ role: 'user', content: 'hi' }] }), 400, 'invalid_request_error', 'temperature');
+  });
+
+  test('an image adds the same input tokens whichever dialect carried it', async () => {
+    const openai = new OpenAI({ baseURL: `${iris.baseUrl}/v1`, apiKey: KEY, maxRetries: 0 });
+    const uri = `data:image/png;base64,${png.toString('base64')}`;
+    const text = 'Describe the image.';
+    const chatTokens = async (withImage: boolean): Promise<[number, number | undefined]> => {
+      const completion = await openai.chat.completions.create({
+        model: MODEL,
+        max_tokens: 1,
+        messages: [{ role: 'user', content: [{ type: 'text', text }, ...(withImage ? [{ type: 'image_url' as const, image_url: { url: uri } }] : [])] }],
+      });
+      return [completion.usage!.prompt_tokens, (completion.usage!.prompt_tokens_details as any).image_tokens];
+    };
+    const responsesTokens = async (withImage: boolean): Promise<[number, number | undefined]> => {
+      const response = await openai.responses.create({
+        model: MODEL,
+        max_output_tokens: 1,
+        store: false,
+        input: [{ role: 'user', content: [{ type: 'input_text', text }, ...(withImage ? [{ type: 'input_image' as const, image_url: uri, detail: 'auto' as const }] : [])] }],
+      });
+      return [response.usage!.input_tokens, (response.usage!.input_tokens_details as any).image_tokens];
+    };
+    const messagesTokens = async (withImage: boolean): Promise<[number, number | undefined]> => {
+      const message = await anthropic.messages.create({ model: MODEL, max_tokens: 1, messages: [withImage ? imageMessage(text) : { role: 'user', content: [{ type: 'text', text }] }] });
+      const usage = message.usage;
+      return [usage.input_tokens + (usage.cache_read_input_tokens ?? 0), (usage as any).image_tokens];
+    };
+    const before = await usageTotals();
+    for (const [name, measure] of [['chat', chatTokens], ['responses', responsesTokens], ['messages', messagesTokens]] as const) {
+      const [plain] = await measure(false);
+      const [withImage, reported] = await measure(true);
+      assert.equal(reported, imageTokens, `${name}: reported image tokens`);
+      // The image's placeholder text in the template is a few tokens beside the image embeddings.
+      assert.ok(withImage - plain >= imageTokens && withImage - plain <= imageTokens + 4, `${name}: ${withImage} - ${plain} vs ${imageTokens}`);
+    }
+    // Each dialect's requests went through the same accounting: six requests, three images' tokens.
+    const after = await usageTotals();
+    assert.equal(after.requests - before.requests, 6);
+    assert.equal(after.image_tokens - before.image_tokens, 3 * imageTokens);
+  });
+
+  async function usageTotals(): Promise<{ requests: number; image_tokens: number }> {
+    const response = await fetch(`${iris.baseUrl}/v1/usage?group_by=model`, { headers: { authorization: `Bearer ${KEY}` } });
+    assert.equal(response.status, 200);
+    const body = (await response.json()) as { data: { model?: string | null; requests: number; image_tokens: number }[] };
+    const row = body.data.find((bucket) => bucket.model === MODEL);
+    return { requests: row?.requests ?? 0, image_tokens: row?.image_tokens ?? 0 };
+  }
+});
+
+describe('Anthropic Messages API: tools', () => {
+  let tools: IrisProcess;
+  let client: Anthropic;
+  const ajv = new Ajv2020({ strict: false });
+  const REPORT_TOOL = {
+    name: 'report_color',
+    description: 'Report the main colour of the image.',
+    input_schema: { type: 'object' as const, properties: { color: { type: 'string', enum: ['red', 'green', 'blue'] } }, required: ['color'], additionalProperties: false },
+  };
+
+  before(async () => {
+    const model = await templatedModel('meta-llama-Llama-3.2-3B-Instruct', ['{"name": "']);
+    const [marker] = await tokenIds(model.modelPath, ['{"name": "']);
+    callStart = { [String(marker)]: 100 };
+    tools = await startIris({ args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', 'llama', '--ctx-size', '8192'] });
+    client = new Anthropic({ baseURL: tools.baseUrl, apiKey: 'unused', maxRetries: 0, timeout: 120_000 });
+  });
+
+  after(async () => {
+    await tools?.stop();
+  });
+
+  test('a tool_use round trip with an image; count_tokens counts the tools', async () => {
+    const request = {
+      model: 'llama',
+      max_tokens: 300,
+      ...startCall(1),
+      messages: [imageMessage('What colour is it? Report it.')],
+      tools: [REPORT_TOOL],
+      tool_choice: { type: 'tool' as const, name: 'report_color', disable_parallel_tool_use: true },
+    };
+    const message = await client.messages.create(request);
+    const count = await client.messages.countTokens({ model: request.model, messages: request.messages, tools: request.tools, tool_choice: request.tool_choice });
+    assert.equal(message.stop_reason, 'tool_use');
+    const uses = message.content.filter((block) => block.type === 'tool_use');
+    assert.equal(uses.length, 1);
+    const use = uses[0]!;
+    assert.equal(use.name, 'report_color');
+    assert.ok(ajv.validate(REPORT_TOOL.input_schema, use.input), JSON.stringify(use.input));
+    const usage = message.usage;
+    assert.equal(count.input_tokens, usage.input_tokens + (usage.cache_read_input_tokens ?? 0));
+    assert.equal((usage as any).image_tokens, imageTokens);
+
+    const next = await client.messages.create({
+      model: 'llama',
+      max_tokens: 4,
+      tools: [REPORT_TOOL],
+      // Random weights must not start a call llama-server then fails to parse.
+      tool_choice: { type: 'none' },
+      ...{ seed: 2 },
+      messages: [
+        ...request.messages,
+        { role: 'assistant', content: message.content },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: 'Recorded.' }, { type: 'text', text: 'Thanks.' }] },
+      ],
+    });
+    assert.equal(next.type, 'message');
+    assert.ok(next.usage.input_tokens + (next.usage.cache_read_input_tokens ?? 0) > usage.input_tokens + (usage.cache_read_input_tokens ?? 0));
+  });
+
+  test('streamed tool_use: input_json_delta events assembled by the SDK', async () => {
+    const stream = client.messages.stream({
+      model: 'llama',
+      max_tokens: 300,
+      ...startCall(1),
+      messages: [{ role: 'user', content: 'What colour? Report it.' }],
+      tools: [REPORT_TOOL],
+      tool_choice: { type: 'any' },
+    });
+    let json = '';
+    const types: string[] = [];
+    for await (const event of stream) {
+      types.push(event.type);
+      if (event.type === 'content_block_delta' && event.delta.type === 'input_json_delta') json += event.delta.partial_json;
+    }
+    const final = await stream.finalMessage();
+    assert.equal(final.stop_reason, 'tool_use');
+    const use = final.content.find((block) => block.type === 'tool_use');
+    assert.ok(use, JSON.stringify(final.content));
+    assert.deepEqual(use.input, JSON.parse(json));
+    assert.ok(ajv.validate(REPORT_TOOL.input_schema, use.input));
+    assert.equal(types.filter((type) => type === 'content_block_start').length, types.filter((type) => type === 'content_block_stop').length);
+  });
+
+  test('server tools and bad tool_choice are refused in Anthropic shape', async () => {
+    const post = async (body: unknown) => {
+      const response = await fetch(`${tools.baseUrl}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      return { status: response.status, json: await response.json() };
+    };
+    const base = { model: 'llama', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }] };
+    assertAnthropicError(await post({ ...base, tools: [{ type: 'web_search_20250305', name: 'web_search' }] }), 400, 'invalid_request_error', 'web_search_20250305');
+    assertAnthropicError(await post({ ...base, tools: [REPORT_TOOL], tool_choice: { type: 'tool', name: 'other' } }), 400, 'invalid_request_error', 'other');
+    assertAnthropicError(await post({ ...base, tool_choice: { type: 'any' } }), 400, 'invalid_request_error', 'tool_choice');
+  });
+});

@@ -1,0 +1,361 @@
+/**
+ * The Responses API end to end: Iris started through its CLI on a synthetic tiny model pair, real
+ * llama-server, driven by the official `openai` package's `responses.create` and by Vercel AI SDK's default
+ * OpenAI provider (which speaks the Responses API). Every response object and stream event is checked
+ * against OpenAI's spec (`Response`, `ResponseStreamEvent`).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { createOpenAI } from '@ai-sdk/openai';
+import { generateText } from 'ai';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import OpenAI from 'openai';
+import { assertMatchesSchema } from '../helpers/openapi.js';
+import { dataUri, makeImage } from '../helpers/images.js';
+import { COLOR_SCHEMA } from '../helpers/schemas.js';
+import { startImageHost, type ImageHost } from '../helpers/image-host.js';
+import { startIris, syntheticModel, templatedModel, waitFor, type IrisProcess } from '../helpers/test-env.js';
+import { tokenIds } from '../helpers/token-ids.js';
+
+/**
+ * Iris's `seed` and `logit_bias` extensions, biased towards the Llama 3.2 template's call marker: a random
+ * model then starts a call at once and the grammar writes it (as in the chat-surface tests).
+ */
+let callStart: Record<string, number> = {};
+const startCall = (seed: number): Record<string, unknown> => ({ seed, logit_bias: callStart });
+
+const KEY = 'responses-key-1';
+const OTHER_KEY = 'responses-key-2';
+const MODEL = 'tiny';
+
+let iris: IrisProcess;
+let host: ImageHost;
+let client: OpenAI;
+let imageTokens: number;
+let image: string;
+
+before(async () => {
+  const model = await syntheticModel('tiny');
+  imageTokens = model.imageTokensPerImage;
+  host = await startImageHost('127.0.0.2');
+  host.file('/cat.png', await makeImage({ width: 64, height: 48 }));
+  iris = await startIris({
+    args: [
+      '--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL,
+      '--api-key', KEY, '--api-key', OTHER_KEY, '--ctx-size', '8192', '--slots', '2',
+      '--allow-media-host', '127.0.0.2',
+    ],
+  });
+  client = new OpenAI({ baseURL: `${iris.baseUrl}/v1/openai`, apiKey: KEY, maxRetries: 0, timeout: 60_000 });
+  image = dataUri(await makeImage({ width: 64, height: 48 }));
+});
+
+after(async () => {
+  await iris?.stop();
+  await host?.close();
+});
+
+async function post(path: string, body: unknown, key = KEY): Promise<{ status: number; json: any }> {
+  const response = await fetch(`${iris.baseUrl}${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, json: await response.json() };
+}
+
+function assertError(result: { status: number; json: any }, status: number, param: string | null, code?: string): void {
+  assert.equal(result.status, status, JSON.stringify(result.json));
+  assertMatchesSchema('ErrorResponse', result.json);
+  assert.equal(result.json.error.param, param, result.json.error.message);
+  if (code !== undefined) assert.equal(result.json.error.code, code, result.json.error.message);
+}
+
+const ajv = new Ajv2020({ strict: false });
+
+const REPORT_TOOL = {
+  type: 'function' as const,
+  name: 'report_color',
+  description: 'Report the main colour of the image.',
+  parameters: { type: 'object', properties: { color: { type: 'string', enum: ['red', 'green', 'blue'] } }, required: ['color'], additionalProperties: false },
+  strict: true,
+};
+
+
+/** Events by their own schema first (its errors are readable), then as the union the spec defines. */
+const EVENT_SCHEMAS: Record<string, string> = {
+  'response.created': 'ResponseCreatedEvent',
+  'response.in_progress': 'ResponseInProgressEvent',
+  'response.output_item.added': 'ResponseOutputItemAddedEvent',
+  'response.content_part.added': 'ResponseContentPartAddedEvent',
+  'response.output_text.delta': 'ResponseTextDeltaEvent',
+  'response.output_text.done': 'ResponseTextDoneEvent',
+  'response.content_part.done': 'ResponseContentPartDoneEvent',
+  'response.output_item.done': 'ResponseOutputItemDoneEvent',
+  'response.completed': 'ResponseCompletedEvent',
+  'response.incomplete': 'ResponseIncompleteEvent',
+  'response.failed': 'ResponseFailedEvent',
+  'response.function_call_arguments.delta': 'ResponseFunctionCallArgumentsDeltaEvent',
+  'response.function_call_arguments.done': 'ResponseFunctionCallArgumentsDoneEvent',
+};
+
+function assertStreamEvent(event: any): void {
+  const schema = EVENT_SCHEMAS[event.type];
+  assert.ok(schema, `unexpected event type ${event.type}`);
+  assertMatchesSchema(schema, event);
+  assertMatchesSchema('ResponseStreamEvent', event);
+}
+
+const imageInput = (url: string, text = 'Describe the image.') => [
+  { role: 'user' as const, content: [{ type: 'input_text' as const, text }, { type: 'input_image' as const, image_url: url, detail: 'auto' as const }] },
+];
+
+describe('Responses API', () => {
+  test('responses.create with an input_image: a completed response with image usage', async () => {
+    const response = await client.responses.create({ model: MODEL, input: imageInput(image), instructions: 'Be terse.', max_output_tokens: 8, temperature: 0 });
+    assertMatchesSchema('Response', response);
+    assert.match(response.id, /^resp_/);
+    assert.equal(response.object, 'response');
+    assert.equal(response.model, MODEL);
+    assert.equal(response.instructions, 'Be terse.');
+    assert.ok(response.status === 'completed' || response.status === 'incomplete');
+    if (response.status === 'incomplete') assert.equal(response.incomplete_details?.reason, 'max_output_tokens');
+    const message = response.output[0];
+    assert.equal(message?.type, 'message');
+    assert.equal(typeof response.output_text, 'string');
+    const usage = response.usage!;
+    assert.ok(usage.output_tokens >= 1 && usage.output_tokens <= 8);
+    assert.equal(usage.total_tokens, usage.input_tokens + usage.output_tokens);
+    assert.equal((usage.input_tokens_details as any).image_tokens, imageTokens);
+    assert.ok(usage.input_tokens > imageTokens);
+    // The same pipeline observed it: the access line names the dialect, the model, the image and its tokens.
+    const logged = await waitFor(() => iris.logRecords('request completed').some((line) => line['endpoint'] === 'responses' && line['images'] === 1));
+    assert.ok(logged, 'an access line for the Responses request');
+    const line = iris.logRecords('request completed').find((record) => record['endpoint'] === 'responses' && record['images'] === 1)!;
+    assert.equal(line['model'], MODEL);
+    assert.equal(line['imageTokens'], imageTokens);
+    assert.equal(line['promptTokens'], usage.input_tokens);
+  });
+
+  test('max_output_tokens reached: status incomplete with the reason', async () => {
+    const response = await client.responses.create({ model: MODEL, input: 'Count to one hundred.', max_output_tokens: 1, temperature: 0 });
+    assertMatchesSchema('Response', response);
+    assert.equal(response.status, 'incomplete');
+    assert.deepEqual(response.incomplete_details, { reason: 'max_output_tokens' });
+    assert.equal(response.usage?.output_tokens, 1);
+  });
+
+  test('streamed with an image URL: the documented event sequence, each event valid', async () => {
+    const stream = await client.responses.create({
+      model: MODEL,
+      input: imageInput(`${host.origin}/cat.png`),
+      max_output_tokens: 6,
+      temperature: 0,
+      stream: true,
+    });
+    const events: any[] = [];
+    for await (const event of stream) {
+      assertStreamEvent(event);
+      events.push(event);
+    }
+    const types = events.map((event) => event.type);
+    assert.deepEqual(types.slice(0, 4), ['response.created', 'response.in_progress', 'response.output_item.added', 'response.content_part.added']);
+    assert.deepEqual(types.slice(-4, -1), ['response.output_text.done', 'response.content_part.done', 'response.output_item.done']);
+    assert.ok(['response.completed', 'response.incomplete'].includes(types.at(-1)));
+    assert.deepEqual(events.map((event) => event.sequence_number), events.map((_event, index) => index));
+    const deltas = events.filter((event) => event.type === 'response.output_text.delta').map((event) => event.delta).join('');
+    const final = events.at(-1).response;
+    assert.equal(final.output[0].content[0].text, deltas);
+    assert.equal(events.find((event) => event.type === 'response.output_text.done').text, deltas);
+    assert.equal(final.usage.input_tokens_details.image_tokens, imageTokens);
+    assert.ok(host.requests.includes('/cat.png'));
+  });
+
+  test('previous_response_id continues a conversation that held an image; GET and DELETE by its key only', async () => {
+    const first = await client.responses.create({ model: MODEL, input: imageInput(image), max_output_tokens: 4, temperature: 0 });
+    const second = await client.responses.create({ model: MODEL, input: 'And again?', previous_response_id: first.id, max_output_tokens: 4, temperature: 0 });
+    assertMatchesSchema('Response', second);
+    assert.equal(second.previous_response_id, first.id);
+    // The earlier turn (with its image) is part of the prompt.
+    assert.equal((second.usage!.input_tokens_details as any).image_tokens, imageTokens);
+    assert.ok(second.usage!.input_tokens > first.usage!.input_tokens);
+
+    const fetched = await client.responses.retrieve(first.id);
+    assertMatchesSchema('Response', fetched);
+    assert.deepEqual(fetched.output, first.output);
+
+    const other = new OpenAI({ baseURL: `${iris.baseUrl}/v1`, apiKey: OTHER_KEY, maxRetries: 0 });
+    await assert.rejects(other.responses.retrieve(first.id), (error: any) => error.status === 404);
+    assertError(await post('/v1/responses', { model: MODEL, input: 'hi', previous_response_id: first.id }, OTHER_KEY), 404, 'previous_response_id', 'not_found');
+    await assert.rejects(other.responses.delete(first.id), (error: any) => error.status === 404);
+
+    await client.responses.delete(first.id);
+    await assert.rejects(client.responses.retrieve(first.id), (error: any) => error.status === 404);
+  });
+
+  test('store: false keeps nothing', async () => {
+    const response = await client.responses.create({ model: MODEL, input: 'hello', max_output_tokens: 2, store: false });
+    assert.equal((response as any).store, false);
+    await assert.rejects(client.responses.retrieve(response.id), (error: any) => error.status === 404);
+  });
+
+  test('Vercel AI SDK default provider (Responses API): generateText with an image', async () => {
+    const openai = createOpenAI({ baseURL: `${iris.baseUrl}/v1`, apiKey: KEY });
+    const result = await generateText({
+      model: openai(MODEL),
+      maxOutputTokens: 8,
+      temperature: 0,
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'What is in this image?' }, { type: 'image', image: new URL(image) }] }],
+    });
+    assert.equal(typeof result.text, 'string');
+    assert.ok(result.usage.inputTokens! > imageTokens);
+    assert.ok(result.usage.outputTokens! >= 1);
+    assert.equal((result.usage.raw as any)?.input_tokens_details?.image_tokens, imageTokens);
+    assert.match(String(result.providerMetadata?.['openai']?.['responseId']), /^resp_/);
+  });
+
+  test('refused and bad input: 400s naming the field, in OpenAI error shape', async () => {
+    assertError(await post('/v1/responses', { model: MODEL, input: 'hi', tools: [{ type: 'web_search' }] }), 400, 'tools[0].type', 'unsupported_parameter');
+    assertError(await post('/v1/responses', { model: MODEL, input: 'hi', tools: [{ type: 'code_interpreter', container: { type: 'auto' } }] }), 400, 'tools[0].type', 'unsupported_parameter');
+    assertError(await post('/v1/responses', { model: MODEL, input: 'hi', truncation: 'auto' }), 400, 'truncation', 'unsupported_parameter');
+    assertError(await post('/v1/responses', { model: MODEL, input: 'hi', background: true }), 400, 'background', 'unsupported_parameter');
+    // The tiny model's chat template cannot render tools.
+    assertError(await post('/v1/responses', { model: MODEL, input: 'hi', tools: [REPORT_TOOL] }), 400, 'tools', 'model_not_supported');
+    assertError(
+      await post('/v1/responses', { model: MODEL, input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'data:image/png;base64,AAAA' }] }] }),
+      400,
+      'input[0].content[0].image_url',
+    );
+    assertError(
+      await post('/v1/responses', { model: MODEL, input: [{ role: 'user', content: [{ type: 'input_image', file_id: 'file-1' }] }] }),
+      400,
+      'input[0].content[0].file_id',
+    );
+    assertError(await post('/v1/responses', { model: MODEL, input: [{ type: 'reasoning', summary: [] }] }), 400, 'input[0].type');
+    assertError(await post('/v1/responses', { model: MODEL }), 400, 'input', 'missing_required_parameter');
+    assertError(await post('/v1/responses', { model: 'nope', input: 'hi' }), 404, 'model', 'model_not_found');
+    const response = await fetch(`${iris.baseUrl}/v1/responses/resp_unknown`, { headers: { authorization: `Bearer ${KEY}` } });
+    assert.equal(response.status, 404);
+    assertMatchesSchema('ErrorResponse', await response.json());
+  });
+});
+
+describe('Responses API: function tools and structured output', () => {
+  let tools: IrisProcess;
+  let toolsClient: OpenAI;
+
+  before(async () => {
+    const model = await templatedModel('meta-llama-Llama-3.2-3B-Instruct', ['{"name": "']);
+    const [marker] = await tokenIds(model.modelPath, ['{"name": "']);
+    callStart = { [String(marker)]: 100 };
+    tools = await startIris({ args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', 'llama', '--ctx-size', '8192'] });
+    toolsClient = new OpenAI({ baseURL: `${tools.baseUrl}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120_000 });
+  });
+
+  after(async () => {
+    await tools?.stop();
+  });
+
+  test('a function-call round trip with an image: function_call item, then function_call_output continues', async () => {
+    const first = await toolsClient.responses.create({
+      model: 'llama',
+      input: imageInput(image, 'What colour is it? Report it.'),
+      tools: [REPORT_TOOL],
+      tool_choice: { type: 'function', name: 'report_color' },
+      parallel_tool_calls: false,
+      max_output_tokens: 300,
+      ...startCall(1),
+    });
+    assertMatchesSchema('Response', first);
+    assert.equal(first.status, 'completed');
+    assert.deepEqual(first.tools.map((tool) => tool.type === 'function' && tool.name), ['report_color']);
+    const calls = first.output.filter((item) => item.type === 'function_call');
+    assert.equal(calls.length, 1);
+    const call = calls[0]!;
+    assert.equal(call.name, 'report_color');
+    assert.match(call.call_id, /^call_/);
+    assert.ok(ajv.validate(REPORT_TOOL.parameters!, JSON.parse(call.arguments)), call.arguments);
+
+    const second = await toolsClient.responses.create({
+      model: 'llama',
+      previous_response_id: first.id,
+      input: [{ type: 'function_call_output', call_id: call.call_id, output: '{"recorded":true}' }],
+      tools: [REPORT_TOOL],
+      // Random weights must not start a call llama-server then fails to parse.
+      tool_choice: 'none',
+      ...{ seed: 2 },
+      max_output_tokens: 4,
+    });
+    assertMatchesSchema('Response', second);
+    // The image, the call and its output are all in the prompt of the follow-up.
+    assert.equal((second.usage!.input_tokens_details as any).image_tokens, imageTokens);
+    assert.ok(second.usage!.input_tokens > first.usage!.input_tokens);
+
+    // The same turn sent by value instead of by id.
+    const byValue = await toolsClient.responses.create({
+      model: 'llama',
+      input: [...imageInput(image, 'What colour is it? Report it.'), call, { type: 'function_call_output', call_id: call.call_id, output: 'ok' }],
+      tools: [REPORT_TOOL],
+      tool_choice: 'none',
+      ...{ seed: 3 },
+      store: false,
+      max_output_tokens: 2,
+    });
+    assertMatchesSchema('Response', byValue);
+  });
+
+  test('streamed function call: arguments as function_call_arguments deltas, every event valid', async () => {
+    const stream = await toolsClient.responses.create({
+      model: 'llama',
+      input: 'What colour? Report it.',
+      tools: [REPORT_TOOL],
+      tool_choice: 'required',
+      max_output_tokens: 300,
+      ...startCall(1),
+      stream: true,
+    });
+    const events: any[] = [];
+    for await (const event of stream) {
+      assertStreamEvent(event);
+      events.push(event);
+    }
+    const final = events.at(-1);
+    assert.equal(final.type, 'response.completed');
+    const call = final.response.output.find((item: any) => item.type === 'function_call');
+    assert.ok(call, JSON.stringify(final.response.output));
+    const deltas = events.filter((event) => event.type === 'response.function_call_arguments.delta' && event.item_id === call.id);
+    assert.ok(deltas.length > 0);
+    assert.equal(deltas.map((event) => event.delta).join(''), call.arguments);
+    const done = events.find((event) => event.type === 'response.function_call_arguments.done');
+    assert.equal(done.arguments, call.arguments);
+    assert.equal(done.name, 'report_color');
+    assert.ok(ajv.validate(REPORT_TOOL.parameters!, JSON.parse(call.arguments)));
+  });
+
+  test('text.format json_schema with an image: output_text is JSON matching the schema', async () => {
+    const response = await toolsClient.responses.create({
+      model: 'llama',
+      input: imageInput(image, 'Describe the colour as JSON.'),
+      text: { format: { type: 'json_schema', name: 'colour', schema: COLOR_SCHEMA, strict: true } },
+      max_output_tokens: 200,
+      ...{ seed: 1 },
+    });
+    assertMatchesSchema('Response', response);
+    assert.equal(response.status, 'completed');
+    assert.equal((response.text?.format as any)?.type, 'json_schema');
+    const value = JSON.parse(response.output_text);
+    assert.ok(ajv.validate(COLOR_SCHEMA, value), response.output_text);
+    assert.equal((response.usage!.input_tokens_details as any).image_tokens, imageTokens);
+  });
+
+  test('tool_choice naming a function not in tools, or without tools: 400 naming it', async () => {
+    const post = async (body: unknown) => {
+      const response = await fetch(`${tools.baseUrl}/v1/responses`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      return { status: response.status, json: await response.json() };
+    };
+    assertError(await post({ model: 'llama', input: 'hi', tools: [REPORT_TOOL], tool_choice: { type: 'function', name: 'other' } }), 400, 'tool_choice.name');
+    assertError(await post({ model: 'llama', input: 'hi', tool_choice: 'required' }), 400, 'tool_choice');
+    assertError(await post({ model: 'llama', input: 'hi', tools: [{ type: 'function', name: 'bad name!' }] }), 400, 'tools[0].name');
+    assertError(await post({ model: 'llama', input: 'hi', max_tool_calls: 2 }), 400, 'max_tool_calls', 'unsupported_parameter');
+  });
+});
