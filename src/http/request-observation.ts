@@ -1,13 +1,14 @@
 /**
  * What Iris records about each request: its id (a caller's `x-request-id` when it is printable and at most
  * 128 characters, else a new one), the model and token counts the routes fill in, time to first token, and,
- * when the response is over, one access-log line and the request's metrics. The line carries no key, no
- * image bytes and no prompt text.
+ * when the response is over, one access-log line and the request's metrics. The line carries the key's name
+ * but never the key, no image bytes and no prompt text.
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { StreamPart } from '../engines/engine.js';
 import { UNKNOWN_MODEL, statusClass, type EndpointName, type IrisMetrics } from '../metrics/iris-metrics.js';
+import { callerOf } from './auth.js';
 import type { Drain } from './drain.js';
 
 /** What the routes learn about a request, read when its response is over. */
@@ -106,9 +107,12 @@ function finish(request: FastifyRequest, reply: FastifyReply, endpoint: Endpoint
     if (observation.imageTokens !== undefined) metrics.imageTokens.inc(labels, observation.imageTokens);
     for (const source of observation.imageSources ?? []) metrics.images.inc({ model, source });
   }
+  const keyName = callerOf(request).keyName;
   const line = {
     method: request.method,
     endpoint,
+    // The key's name (`config` for a configured key), never the key itself.
+    ...(keyName === null ? {} : { key: keyName }),
     ...(observation.model === undefined ? {} : { model: observation.model }),
     status,
     ...(observation.streamError === undefined ? {} : { streamError: observation.streamError }),

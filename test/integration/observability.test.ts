@@ -173,6 +173,7 @@ describe('request ids and the access log', () => {
     const line = lines[0]!;
     assert.equal(line['model'], MODEL);
     assert.equal(line['endpoint'], 'chat_completions');
+    assert.equal(line['key'], 'config', "the configured key's name, not the key");
     assert.equal(line['status'], 200);
     assert.equal(line['promptTokens'], body.usage!.prompt_tokens);
     assert.equal(line['completionTokens'], body.usage!.completion_tokens);
