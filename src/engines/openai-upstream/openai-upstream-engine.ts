@@ -16,6 +16,7 @@
  * that sends none gets usage 0/0 reported (and a debug log line): counting streamed chunks would be a
  * guess, since servers batch several tokens into one chunk.
  */
+import { setMaxListeners } from 'node:events';
 import { Agent, request as httpRequest, type Dispatcher } from 'undici';
 import type { Engine, EngineCapabilities, EngineCompletion, EngineRequest, StreamPart } from '../engine.js';
 import { IrisError, engineFailed, engineUnavailable, invalidRequest, toIrisError, requestCancelled } from '../../errors.js';
@@ -142,6 +143,9 @@ export class OpenAIUpstreamEngine implements Engine {
     this.#userAgent = deps.userAgent ?? 'iris';
     this.#now = deps.now ?? Date.now;
     this.capabilities = OpenAIUpstreamEngine.capabilitiesFor(settings);
+    // Every attempt in flight listens for disposal (and removes its listener when it ends): as many
+    // listeners as concurrent requests is expected, not a leak.
+    setMaxListeners(0, this.#disposed.signal);
     this.#agent = new Agent({ keepAliveTimeout: 30_000, connect: { timeout: settings.timeoutMs } });
     this.#pool = new EndpointPool(settings.endpoints, {
       cooldownMs: settings.cooldownMs ?? 10_000,
