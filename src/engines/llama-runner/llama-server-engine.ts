@@ -35,7 +35,9 @@ export interface EngineDeadlines {
 export class LlamaServerEngine implements Engine {
   readonly process: LlamaServerProcess;
   #capabilities: EngineCapabilities;
-  #agent = new Agent({ keepAliveTimeout: 30_000, connections: 64 });
+  // llama-server (cpp-httplib) closes a keep-alive connection after 5 s idle; closing ours first keeps a
+  // request from going out on a socket the child is closing (which would fail it as if the child died).
+  #agent = new Agent({ keepAliveTimeout: 4_000, keepAliveMaxTimeout: 4_000, connections: 64 });
   #templateRead = false;
   #logger: Logger;
   #deadlines: EngineDeadlines;
@@ -195,9 +197,8 @@ export class LlamaServerEngine implements Engine {
     const baseUrl = await this.process.ready();
     request.signal.throwIfAborted();
     const body = JSON.stringify(toLlamaBody(request, cachePrompt));
-    let response: Dispatcher.ResponseData;
-    try {
-      response = await httpRequest(`${baseUrl}${path}`, {
+    const send = () =>
+      httpRequest(`${baseUrl}${path}`, {
         method: 'POST',
         dispatcher: this.#agent,
         headers: { 'content-type': 'application/json', authorization: this.process.authorization },
@@ -206,6 +207,16 @@ export class LlamaServerEngine implements Engine {
         // Closing the connection on a deadline is what makes llama-server drop the work.
         headersTimeout: this.#deadlines.firstByteTimeoutMs,
         bodyTimeout: this.#deadlines.idleTimeoutMs,
+      });
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await send().catch((error: unknown) => {
+        // A pooled connection the child closed just as the request went out fails before any answer: the
+        // child never saw the request, so it is sent once more on a fresh connection while the same child
+        // is still serving. A child that died fails again and is reported below.
+        if (request.signal.aborted || !isClosedSocket(error) || this.process.state !== 'ready') throw error;
+        this.#logger.debug({ err: error, reqId: request.requestId }, 'llama-server closed a pooled connection; sending again');
+        return send();
       });
     } catch (error) {
       throw this.#connectionError(error, request.signal, request.requestId);
@@ -313,4 +324,10 @@ function toLlamaBody(request: EngineRequest, cachePrompt: boolean): Record<strin
     body['tool_choice'] = 'required';
   }
   return body;
+}
+
+/** A socket closed or reset by the other side before an answer (undici's codes, and Node's). */
+function isClosedSocket(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_CLOSED';
 }
