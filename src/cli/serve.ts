@@ -9,7 +9,6 @@ import { serveFlagOptions, serveHelpText } from '../config/command-line.js';
 import { loadConfig } from '../config/load-config.js';
 import { flagKey } from '../config/settings.js';
 import type { IrisConfig, ModelConfig } from '../config/config.js';
-import { ResponseStore } from '../dialects/responses/response-store.js';
 import { isLoopbackHost } from '../http/auth.js';
 import { createApp } from '../http/app.js';
 import { Drain } from '../http/drain.js';
@@ -53,7 +52,9 @@ export async function serveCommand(argv: string[], env: NodeJS.ProcessEnv): Prom
 export async function runServer(config: IrisConfig, deps: { logger: Logger; env: NodeJS.ProcessEnv }): Promise<void> {
   const { logger } = deps;
   const rules = mediaHostRules(config);
-  const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }, Date.now, {
+    responses: { retentionMs: config.responses.retention, maxBytes: config.responses.maxBytes },
+  });
   const directory = new KeyDirectory(new ApiKeyStore(store.db), {
     refreshMs: 2000,
     onError: (error) => logger.warn({ err: error }, 'could not reload API keys from the database'),
@@ -117,8 +118,9 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
   );
   const drain = new Drain();
   const accounts = { directory, limiter, recorder, usage: store.usage };
-  const responses = new ResponseStore({ maxBytes: config.responses.storeBytes });
-  const app = createApp({ config, registry, images, responses, logger, preload, version: IRIS_VERSION, metrics, drain, accounts });
+  // Expired responses are deleted now and hourly (reads already treat them as gone).
+  store.responses.startPruning({ onError: (error) => logger.warn({ err: error }, 'could not delete expired responses from the database') });
+  const app = createApp({ config, registry, images, responses: store.responses, logger, preload, version: IRIS_VERSION, metrics, drain, accounts });
   let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
 
   let stopping = false;
@@ -137,7 +139,6 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
     await metricsServer?.app.close();
     await registry.dispose();
     images.dispose();
-    responses.dispose();
     await fetcher.dispose();
     // Every request has ended by now: its usage row is queued, and this writes it.
     await recorder.dispose();

@@ -166,6 +166,17 @@ describe('media hosts and image settings', () => {
 });
 
 describe('database settings', () => {
+  test('stored responses: 30 days and 16 MiB by default, in days or any duration and size; negative refused by name', () => {
+    const defaults = loadConfig({}, {}).responses;
+    assert.deepEqual(defaults, { retention: 30 * 86_400_000, maxBytes: 16 * 1024 * 1024 });
+    assert.equal(loadConfig({ responsesRetention: '7d' }, {}).responses.retention, 7 * 86_400_000);
+    assert.equal(loadConfig({}, { IRIS_RESPONSES_RETENTION: '12h' }).responses.retention, 12 * 3_600_000);
+    assert.equal(loadConfig({ responsesRetention: '0' }, {}).responses.retention, 0);
+    assert.equal(loadConfig({}, { IRIS_RESPONSES_MAX_BYTES: '1MiB' }).responses.maxBytes, 1024 * 1024);
+    assert.throws(() => loadConfig({ responsesRetention: '-1' }, {}), /must not be negative.*--responses-retention/s);
+    assert.throws(() => loadConfig({ responsesMaxBytes: '0' }, {}), /--responses-max-bytes/);
+  });
+
   test('the database: data dir by default, DATABASE_URL or database_url for PostgreSQL; sha256: keys checked', async () => {
     const env = { HOME: '/home/someone' };
     assert.equal(loadConfig({}, env).dataDir, '/home/someone/.local/share/iris');

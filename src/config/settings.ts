@@ -425,17 +425,25 @@ export const SERVER_SETTINGS = {
     fetchCacheTtlMs: setting({ schema: z.number().int().min(0).max(3_600_000), default: 60_000, help: 'ms fetched image bytes are reused' }),
   }),
 
-  /** The Responses API's stored responses (kept in memory). */
+  /** The Responses API's stored responses (kept in the database). */
   responses: section("the Responses API's stored responses", {
-    /** Bytes of stored responses kept in memory, least recently used dropped first (0 stores none; 64 MiB). */
-    storeBytes: setting({
-      schema: z.number().int().min(0),
-      default: 64 * 1024 * 1024,
-      flag: 'responses-store-bytes',
-      env: 'IRIS_RESPONSES_STORE_BYTES',
-      input: 'integer',
-      placeholder: 'BYTES',
-      help: 'bytes of stored Responses API responses kept in memory (0 stores none)',
+    /** How long a stored response is kept, in ms after parsing (30 days, as OpenAI keeps them); 0 stores none. */
+    retention: setting({
+      schema: durationSchema.pipe(z.number().min(0, 'must not be negative (0 stores no responses)')),
+      default: '30d',
+      flag: 'responses-retention',
+      env: 'IRIS_RESPONSES_RETENTION',
+      placeholder: 'DURATION',
+      help: 'how long stored Responses API responses are kept (0 stores none)',
+    }),
+    /** Largest stored JSON of one response, in bytes after parsing (16 MiB); a larger one is not stored. */
+    maxBytes: setting({
+      schema: memorySizeSchema.pipe(z.number().int().min(1, 'must be at least 1 byte (use --responses-retention 0 to store none)')),
+      default: '16MiB',
+      flag: 'responses-max-bytes',
+      env: 'IRIS_RESPONSES_MAX_BYTES',
+      placeholder: 'SIZE',
+      help: 'largest stored Responses API response (its JSON, images included); larger ones are not stored',
     }),
   }),
 } as const;

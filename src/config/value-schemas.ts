@@ -4,15 +4,15 @@
 import { totalmem } from 'node:os';
 import { z } from 'zod';
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /**
  * A duration as Ollama's keep_alive takes it: `10m`, `30s`, `1h`, `500ms`, a number of seconds, or a
- * negative value for "forever". Parsed to milliseconds; -1 means never.
+ * negative value for "forever"; also in days (`30d`). Parsed to milliseconds; -1 means never.
  */
 export const durationSchema = z.union([z.number(), z.string()]).transform((input, context) => {
   const text = String(input).trim();
-  const match = /^(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/.exec(text);
+  const match = /^(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(text);
   if (!match) {
     context.addIssue({ code: 'custom', message: `'${text}' is not a duration (e.g. 30s, 10m, 1h, -1 for never)` });
     return z.NEVER;

@@ -4,13 +4,13 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { IrisConfig } from '../config/config.js';
-import type { ResponseStore } from '../dialects/responses/response-store.js';
 import type { ImagePipeline } from '../images/image-pipeline.js';
 import type { Logger } from '../logger.js';
 import type { IrisMetrics } from '../metrics/iris-metrics.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import type { KeyDirectory } from '../store/api-keys.js';
 import type { RateLimiter } from '../store/rate-limiter.js';
+import type { ResponseRecordStore } from '../store/response-records.js';
 import type { UsageRecorder, UsageStore } from '../store/usage-records.js';
 import { createAuthCheck } from './auth.js';
 import type { Drain } from './drain.js';
@@ -35,8 +35,8 @@ export interface AppDeps {
   config: IrisConfig;
   registry: ModelRegistry;
   images: ImagePipeline;
-  /** Stored Responses API responses. */
-  responses: ResponseStore;
+  /** Stored Responses API responses (in the database). */
+  responses: ResponseRecordStore;
   logger: Logger;
   /** Models that must be loaded for /ready to say ready. */
   preload: readonly string[];

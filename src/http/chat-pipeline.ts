@@ -65,15 +65,15 @@ export interface ChatRun {
 }
 
 /**
- * Parses the request with `prepare` (the route's parsing and translation: a 400 there is part of the
- * request's story too), admits its chat request and runs `use` with the model leased and a slot held; both
+ * Parses the request with `prepare` (the route's parsing and translation, with what it looks up, such as a
+ * stored conversation: a 400 or 404 there is part of the request's story too), admits its chat request and runs `use` with the model leased and a slot held; both
  * are released when `use` settles (for a stream, `use` returns once it has written the last event). The
  * client's disconnect aborts the work.
  */
 export async function runChatPipeline<P extends PreparedChat, T>(
   deps: ChatPipelineDeps,
   http: { request: FastifyRequest; reply: FastifyReply },
-  prepare: () => P,
+  prepare: () => P | Promise<P>,
   use: (run: ChatRun, prepared: P) => Promise<T>,
 ): Promise<T> {
   const { request } = http;
@@ -83,7 +83,7 @@ export async function runChatPipeline<P extends PreparedChat, T>(
   let lease: ModelLease | undefined;
   let releaseSlots: (() => void) | undefined;
   try {
-    const prepared = prepare();
+    const prepared = await prepare();
     const { chat } = prepared;
     checkRequestLimits(chat, deps.limits);
     ticket.useModel(chat.model);

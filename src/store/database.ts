@@ -100,7 +100,8 @@ const numericTypes = {
 
 /** Opens a PostgreSQL pool for `url` (`postgres://user:pass@host:port/db`). */
 export function openPostgres(url: string): SqlDatabase {
-  const pool = new pg.Pool({ connectionString: url, max: 10, types: numericTypes });
+  // A server that does not answer fails a query after 10 s (a 5xx to its request) instead of holding it forever.
+  const pool = new pg.Pool({ connectionString: url, max: 10, types: numericTypes, connectionTimeoutMillis: 10_000 });
   // An idle client's error (server restart) must not crash the process; the next query reconnects.
   pool.on('error', () => undefined);
   const executorOf = (client: pg.Pool | pg.PoolClient): SqlExecutor => ({

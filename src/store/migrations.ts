@@ -67,6 +67,21 @@ const MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX usage_records_key_time ON usage_records (key_id, created_at)',
     ],
   },
+  {
+    version: 2,
+    name: 'stored Responses API responses',
+    statements: [
+      `CREATE TABLE responses (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        body TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        created_at BIGINT NOT NULL
+      )`,
+      'CREATE INDEX responses_owner_time ON responses (owner, created_at)',
+      'CREATE INDEX responses_time ON responses (created_at)',
+    ],
+  },
 ];
 
 /** The newest schema version this Iris knows. */

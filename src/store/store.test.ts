@@ -11,6 +11,7 @@ import { startTestPostgres, type TestPostgres } from '../../test/helpers/postgre
 import { keyDigest } from './api-keys.js';
 import { migrate } from './migrations.js';
 import { RateLimiter, WINDOW_MS } from './rate-limiter.js';
+import { ResponseRecordStore } from './response-records.js';
 import { openStore, type Store } from './store.js';
 import { UsageRecorder, type UsageRecord } from './usage-records.js';
 
@@ -31,6 +32,8 @@ function testClock(start = Date.UTC(2026, 0, 5, 12, 0, 0)) {
   let now = start;
   return { now: () => now, advance: (ms: number) => void (now += ms) };
 }
+
+const RETENTION_MS = 86_400_000;
 
 let databases = 0;
 async function freshLocation(kind: 'sqlite' | 'postgres'): Promise<{ dataDir: string; databaseUrl?: string }> {
@@ -67,7 +70,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
     const clock = testClock();
 
     before(async () => {
-      store = await openStore(await freshLocation(kind), clock.now);
+      store = await openStore(await freshLocation(kind), clock.now, { responses: { retentionMs: RETENTION_MS, maxBytes: 4096 } });
     });
     after(async () => {
       await store?.close();
@@ -76,7 +79,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
     test('migrations are applied once and are idempotent', async () => {
       assert.deepEqual(await migrate(store.db), []);
       const rows = await store.db.query<{ version: number }>('SELECT version FROM schema_migrations');
-      assert.deepEqual(rows.map((row) => Number(row.version)), [1]);
+      assert.deepEqual(rows.map((row) => Number(row.version)).sort(), [1, 2]);
     });
 
     test('keys: create stores only the digest, list, revoke, names reusable after revoking', async () => {
@@ -202,6 +205,67 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       const [key] = (await store.keys.list()).filter((candidate) => candidate.name === 'usage-key');
       assert.equal(key?.lastUsedAt, day2);
       assert.deepEqual(await store.usage.totals({ from: day2 + 1, to: day2 + 2, groupBy: 'key' }), []);
+    });
+
+    test('responses: stored per owner, another owner sees and deletes nothing, deleted is gone', async () => {
+      const body = { response: { id: 'resp_a', output: [{ text: 'héllo' }] }, conversation: [{ role: 'user', content: 'hi' }] };
+      const outcome = await store.responses.put({ id: 'resp_a', owner: 'key:1', body });
+      assert.deepEqual(outcome, { stored: true, bytes: Buffer.byteLength(JSON.stringify(body)) });
+      assert.deepEqual(await store.responses.get('resp_a', 'key:1'), body);
+      assert.equal(await store.responses.get('resp_a', 'key:2'), undefined);
+      assert.equal(await store.responses.get('resp_missing', 'key:1'), undefined);
+      assert.equal(await store.responses.delete('resp_a', 'key:2'), false);
+      assert.deepEqual(await store.responses.get('resp_a', 'key:1'), body);
+      assert.equal(await store.responses.delete('resp_a', 'key:1'), true);
+      assert.equal(await store.responses.get('resp_a', 'key:1'), undefined);
+      assert.equal(await store.responses.delete('resp_a', 'key:1'), false);
+      const [row] = await store.db.query<{ count: number }>('SELECT COUNT(*) AS count FROM responses');
+      assert.equal(Number(row?.count), 0);
+    });
+
+    test('responses: a body over the size cap is not stored; the cap counts UTF-8 bytes', async () => {
+      const fits = { text: 'x'.repeat(4096 - 11) }; // {"text":"..."} is 11 bytes around the text
+      assert.equal(Buffer.byteLength(JSON.stringify(fits)), 4096);
+      assert.deepEqual(await store.responses.put({ id: 'resp_fits', owner: 'k', body: fits }), { stored: true, bytes: 4096 });
+      const over = { text: 'é'.repeat(2043) }; // 2043 characters, 4097 bytes
+      assert.deepEqual(await store.responses.put({ id: 'resp_over', owner: 'k', body: over }), { stored: false, reason: 'too-large', bytes: 4097 });
+      assert.equal(await store.responses.get('resp_over', 'k'), undefined);
+      assert.deepEqual(await store.responses.get('resp_fits', 'k'), fits);
+    });
+
+    test('responses: expired ones read as absent, cannot be deleted, and prune deletes only them', async () => {
+      await store.responses.put({ id: 'resp_old', owner: 'k', body: { n: 1 } });
+      clock.advance(RETENTION_MS / 2);
+      await store.responses.put({ id: 'resp_new', owner: 'k', body: { n: 2 } });
+      clock.advance(RETENTION_MS / 2 - 1);
+      assert.deepEqual(await store.responses.get('resp_old', 'k'), { n: 1 }, 'kept for the whole retention period');
+      clock.advance(1);
+      assert.equal(await store.responses.get('resp_old', 'k'), undefined, 'expired exactly at the end of the period');
+      assert.equal(await store.responses.delete('resp_old', 'k'), false);
+      const ids = async () => (await store.db.query<{ id: string }>('SELECT id FROM responses ORDER BY id')).map((row) => row.id);
+      assert.ok((await ids()).includes('resp_old'), 'still in the table until pruned');
+      assert.ok((await store.responses.prune()) >= 1);
+      assert.ok(!(await ids()).includes('resp_old'));
+      assert.deepEqual(await store.responses.get('resp_new', 'k'), { n: 2 });
+      // Pruning on a timer: at start, then every interval.
+      clock.advance(RETENTION_MS);
+      const errors: unknown[] = [];
+      store.responses.startPruning({ intervalMs: 20, onError: (error) => errors.push(error) });
+      const deadline = Date.now() + 5000;
+      while ((await ids()).length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      store.responses.dispose();
+      assert.deepEqual(await ids(), []);
+      assert.deepEqual(errors, []);
+    });
+
+    test('responses: a retention of 0 stores nothing and reads nothing', async () => {
+      const none = new ResponseRecordStore(store.db, { retentionMs: 0, maxBytes: 4096 }, clock.now);
+      assert.equal(none.enabled, false);
+      assert.deepEqual(await none.put({ id: 'resp_zero', owner: 'k', body: { n: 0 } }), { stored: false, reason: 'disabled', bytes: 7 });
+      await store.responses.put({ id: 'resp_kept', owner: 'k', body: { n: 1 } });
+      assert.equal(await none.get('resp_kept', 'k'), undefined, 'a stored one reads as expired under a retention of 0');
+      assert.deepEqual(await store.responses.get('resp_kept', 'k'), { n: 1 });
+      assert.equal(await store.responses.get('resp_zero', 'k'), undefined);
     });
   });
 }

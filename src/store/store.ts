@@ -1,13 +1,15 @@
 /**
  * Iris's database: SQLite in the data directory by default (`<data dir>/iris.db`, WAL mode), PostgreSQL
- * when a database URL is configured (several gateways then share keys, limits and usage). Opening it
- * applies the migrations; the parts (keys, limiter, usage) are built on the one connection.
+ * when a database URL is configured (several gateways then share keys, limits, usage and stored
+ * responses). Opening it applies the migrations; the parts (keys, limiter, usage, responses) are built on
+ * the one connection.
  */
 import { join } from 'node:path';
 import { OperatorError } from '../errors.js';
 import { ApiKeyStore } from './api-keys.js';
 import { openPostgres, openSqlite, type SqlDatabase } from './database.js';
 import { migrate } from './migrations.js';
+import { ResponseRecordStore, type ResponseRetention } from './response-records.js';
 import { UsageStore } from './usage-records.js';
 
 /** Where the database is. */
@@ -23,16 +25,24 @@ export interface Store {
   readonly db: SqlDatabase;
   readonly keys: ApiKeyStore;
   readonly usage: UsageStore;
+  /** Stored Responses API responses. */
+  readonly responses: ResponseRecordStore;
   /** `sqlite:<path>` or `postgres://host:port/db` (never a password), for logs. */
   readonly description: string;
   close(): Promise<void>;
+}
+
+/** What the parts of the store keep. */
+export interface StoreOptions {
+  /** Retention and size cap of stored responses; absent: none are stored or read (commands that do not serve the API). */
+  responses?: ResponseRetention;
 }
 
 /** The database cannot be opened or migrated (a set-up mistake); the message says which and why. */
 export class StoreOpenError extends OperatorError {}
 
 /** Opens (and migrates) the database. */
-export async function openStore(location: StoreLocation, now: () => number = Date.now): Promise<Store> {
+export async function openStore(location: StoreLocation, now: () => number = Date.now, options: StoreOptions = {}): Promise<Store> {
   const description = describe(location);
   let db: SqlDatabase;
   try {
@@ -46,7 +56,18 @@ export async function openStore(location: StoreLocation, now: () => number = Dat
     await db.close().catch(() => undefined);
     throw new StoreOpenError(`Cannot prepare the database ${description}: ${(error as Error).message}`, { cause: error });
   }
-  return { db, keys: new ApiKeyStore(db, now), usage: new UsageStore(db), description, close: () => db.close() };
+  const responses = new ResponseRecordStore(db, options.responses ?? { retentionMs: 0, maxBytes: 0 }, now);
+  return {
+    db,
+    keys: new ApiKeyStore(db, now),
+    usage: new UsageStore(db),
+    responses,
+    description,
+    close: () => {
+      responses.dispose();
+      return db.close();
+    },
+  };
 }
 
 function describe(location: StoreLocation): string {

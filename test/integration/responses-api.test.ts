@@ -5,6 +5,9 @@
  * against OpenAI's spec (`Response`, `ResponseStreamEvent`).
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createOpenAI } from '@ai-sdk/openai';
 import { generateText } from 'ai';
@@ -14,6 +17,7 @@ import { assertMatchesSchema } from '../helpers/openapi.js';
 import { dataUri, makeImage } from '../helpers/images.js';
 import { COLOR_SCHEMA } from '../helpers/schemas.js';
 import { startImageHost, type ImageHost } from '../helpers/image-host.js';
+import { startTestPostgres } from '../helpers/postgres.js';
 import { startIris, syntheticModel, templatedModel, waitFor, type IrisProcess } from '../helpers/test-env.js';
 import { tokenIds } from '../helpers/token-ids.js';
 
@@ -55,12 +59,17 @@ after(async () => {
   await host?.close();
 });
 
-async function post(path: string, body: unknown, key = KEY): Promise<{ status: number; json: any }> {
-  const response = await fetch(`${iris.baseUrl}${path}`, {
+async function post(path: string, body: unknown, key = KEY, origin = iris.baseUrl): Promise<{ status: number; json: any }> {
+  const response = await fetch(`${origin}${path}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
+  return { status: response.status, json: await response.json() };
+}
+
+async function get(path: string, key = KEY, origin = iris.baseUrl): Promise<{ status: number; json: any }> {
+  const response = await fetch(`${origin}${path}`, { headers: { authorization: `Bearer ${key}` } });
   return { status: response.status, json: await response.json() };
 }
 
@@ -186,11 +195,68 @@ describe('Responses API', () => {
 
     const other = new OpenAI({ baseURL: `${iris.baseUrl}/v1`, apiKey: OTHER_KEY, maxRetries: 0 });
     await assert.rejects(other.responses.retrieve(first.id), (error: any) => error.status === 404);
+    await assert.rejects(other.responses.inputItems.list(first.id), (error: any) => error.status === 404);
+    assertError(await get(`/v1/responses/${first.id}/input_items`, OTHER_KEY), 404, null, 'not_found');
     assertError(await post('/v1/responses', { model: MODEL, input: 'hi', previous_response_id: first.id }, OTHER_KEY), 404, 'previous_response_id', 'not_found');
     await assert.rejects(other.responses.delete(first.id), (error: any) => error.status === 404);
+    assert.equal((await client.responses.retrieve(first.id)).id, first.id, "the other key's DELETE deleted nothing");
 
     await client.responses.delete(first.id);
     await assert.rejects(client.responses.retrieve(first.id), (error: any) => error.status === 404);
+    await assert.rejects(client.responses.inputItems.list(first.id), (error: any) => error.status === 404);
+    await assert.rejects(client.responses.delete(first.id), (error: any) => error.status === 404);
+    // The follow-up was stored on its own and still is.
+    assert.equal((await client.responses.retrieve(second.id)).id, second.id);
+  });
+
+  test('input_items: the request\'s input with ids, paged by limit, order and after, valid against the spec', async () => {
+    const input = [
+      { role: 'developer' as const, content: 'Be terse.' },
+      ...imageInput(image),
+      { role: 'assistant' as const, content: 'It is a picture.' },
+      { role: 'user' as const, content: 'Which colours?' },
+    ];
+    const first = await client.responses.create({ model: MODEL, input: 'Hello.', max_output_tokens: 2, temperature: 0 });
+    const response = await client.responses.create({ model: MODEL, input, previous_response_id: first.id, max_output_tokens: 2, temperature: 0 });
+    const whole = await get(`/v1/responses/${response.id}/input_items?order=asc`);
+    assert.equal(whole.status, 200, JSON.stringify(whole.json));
+    assertMatchesSchema('ResponseItemList', whole.json);
+    // Only this request's input, not the earlier response's.
+    assert.deepEqual(whole.json.data.map((item: any) => item.role), ['developer', 'user', 'assistant', 'user']);
+    assert.deepEqual(whole.json.data[1].content[1], { type: 'input_image', image_url: image, detail: 'auto' });
+    assert.equal(whole.json.data[2].content[0].text, 'It is a picture.');
+    assert.equal(whole.json.has_more, false);
+    const ids = whole.json.data.map((item: any) => item.id);
+    assert.equal(new Set(ids).size, 4);
+    assert.equal(whole.json.first_id, ids[0]);
+    assert.equal(whole.json.last_id, ids[3]);
+
+    // The SDK, newest first by default, two at a time.
+    const page = await client.responses.inputItems.list(response.id, { limit: 2 });
+    assert.deepEqual(page.data.map((item) => item.id), [ids[3], ids[2]]);
+    assert.equal(page.has_more, true);
+    const seen: string[] = [];
+    for await (const item of client.responses.inputItems.list(response.id, { limit: 2 })) seen.push(item.id!);
+    assert.deepEqual(seen, [...ids].reverse(), 'the SDK pages with after');
+    const after = await get(`/v1/openai/responses/${response.id}/input_items?order=asc&after=${ids[1]}&limit=1`);
+    assertMatchesSchema('ResponseItemList', after.json);
+    assert.deepEqual([after.json.data.map((item: any) => item.id), after.json.has_more], [[ids[2]], true]);
+    const firstItems = await get(`/v1/responses/${first.id}/input_items`);
+    assertMatchesSchema('ResponseItemList', firstItems.json);
+    assert.deepEqual(firstItems.json.data.map((item: any) => [item.role, item.content]), [['user', [{ type: 'input_text', text: 'Hello.' }]]]);
+
+    for (const [query, param] of [
+      ['limit=0', 'limit'],
+      ['limit=101', 'limit'],
+      ['limit=abc', 'limit'],
+      ['order=up', 'order'],
+      ['after=msg_unknown', 'after'],
+      ['include=message.input_image.image_url', 'include'],
+      ['before=x', 'before'],
+    ] as const) {
+      assertError(await get(`/v1/responses/${response.id}/input_items?${query}`), 400, param);
+    }
+    assertError(await get('/v1/responses/resp_unknown/input_items'), 404, null, 'not_found');
   });
 
   test('store: false keeps nothing', async () => {
@@ -237,6 +303,94 @@ describe('Responses API', () => {
     const response = await fetch(`${iris.baseUrl}/v1/responses/resp_unknown`, { headers: { authorization: `Bearer ${KEY}` } });
     assert.equal(response.status, 404);
     assertMatchesSchema('ErrorResponse', await response.json());
+  });
+});
+
+describe('Responses API: stored in the database', () => {
+  let model: Awaited<ReturnType<typeof syntheticModel>>;
+  let dataDir: string;
+
+  before(async () => {
+    model = await syntheticModel('tiny');
+    dataDir = await mkdtemp(join(tmpdir(), 'iris-responses-db-'));
+  });
+
+  after(async () => {
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  const start = (args: string[] = [], env: NodeJS.ProcessEnv = { IRIS_DATA_DIR: dataDir }) =>
+    startIris({ args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL, '--api-key', KEY, '--ctx-size', '8192', ...args], env });
+  const openai = (server: IrisProcess, key = KEY) => new OpenAI({ baseURL: `${server.baseUrl}/v1`, apiKey: key, maxRetries: 0, timeout: 60_000 });
+
+  test('a stored response survives a restart: retrieve, input_items and previous_response_id continue; a retention of 0 hides it', async () => {
+    let server = await start();
+    let created;
+    try {
+      created = await openai(server).responses.create({ model: MODEL, input: imageInput(image), max_output_tokens: 4, temperature: 0 });
+      assert.equal((created as any).store, true);
+    } finally {
+      await server.stop();
+    }
+
+    server = await start();
+    try {
+      const sdk = openai(server);
+      const fetched = await sdk.responses.retrieve(created.id);
+      assertMatchesSchema('Response', fetched);
+      assert.deepEqual(fetched, created);
+      const items = await sdk.responses.inputItems.list(created.id);
+      assert.deepEqual(items.data.map((item: any) => item.content[1]), [{ type: 'input_image', image_url: image, detail: 'auto' }]);
+      const next = await sdk.responses.create({ model: MODEL, input: 'And again?', previous_response_id: created.id, max_output_tokens: 4, temperature: 0 });
+      assert.equal(next.previous_response_id, created.id);
+      assert.equal((next.usage!.input_tokens_details as any).image_tokens, imageTokens, 'the stored image is part of the follow-up');
+      assert.ok(next.usage!.input_tokens > created.usage!.input_tokens);
+    } finally {
+      await server.stop();
+    }
+
+    // Retention 0: nothing is stored (the response says store: false), and what was stored reads as expired.
+    server = await start(['--responses-retention', '0']);
+    try {
+      const sdk = openai(server);
+      await assert.rejects(sdk.responses.retrieve(created.id), (error: any) => error.status === 404);
+      const unstored = await sdk.responses.create({ model: MODEL, input: 'hi', max_output_tokens: 2 });
+      assert.equal((unstored as any).store, false);
+      await assert.rejects(sdk.responses.retrieve(unstored.id), (error: any) => error.status === 404);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('on PostgreSQL: a response over the size cap is answered, not stored; a failed write still answers, a failed read is a 500', async () => {
+    const postgres = await startTestPostgres();
+    let server: IrisProcess | undefined;
+    try {
+      const url = await postgres.createDatabase('responses_test');
+      server = await start(['--responses-max-bytes', '4KiB'], { IRIS_DATA_DIR: dataDir, DATABASE_URL: url });
+      const sdk = openai(server);
+      const small = await sdk.responses.create({ model: MODEL, input: 'hi', max_output_tokens: 2 });
+      assert.equal((await sdk.responses.retrieve(small.id)).id, small.id);
+      const large = await sdk.responses.create({ model: MODEL, input: 'word '.repeat(1000), max_output_tokens: 2 });
+      await assert.rejects(sdk.responses.retrieve(large.id), (error: any) => error.status === 404);
+      assert.ok(server.logRecords('larger than --responses-max-bytes').some((line) => line['responseId'] === large.id));
+
+      await postgres.stop();
+      const unsaved = await sdk.responses.create({ model: MODEL, input: 'hi', max_output_tokens: 2 });
+      assert.match(unsaved.id, /^resp_/);
+      assert.ok(server.logRecords('could not store the response').some((line) => line['responseId'] === unsaved.id));
+      const streamed = await sdk.responses.create({ model: MODEL, input: 'hi', max_output_tokens: 2, stream: true });
+      const types: string[] = [];
+      for await (const event of streamed) types.push(event.type);
+      assert.ok(['response.completed', 'response.incomplete'].includes(types.at(-1)!), types.join());
+      for (const path of [`/v1/responses/${small.id}`, `/v1/responses/${small.id}/input_items`]) {
+        assertError(await get(path, KEY, server.baseUrl), 500, null, 'internal_error');
+      }
+      assertError(await post('/v1/responses', { model: MODEL, input: 'hi', previous_response_id: small.id }, KEY, server.baseUrl), 500, null, 'internal_error');
+    } finally {
+      await server?.stop();
+      await postgres.stop();
+    }
   });
 });
 

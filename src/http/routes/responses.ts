@@ -1,8 +1,10 @@
 /**
  * The OpenAI Responses API: POST /v1/openai/responses and POST /v1/responses create a response (JSON or an
- * SSE stream of named events); GET and DELETE /v1/(openai/)responses/{id} read and delete a stored one.
- * The request is translated into Iris's chat request and run through the one chat pipeline; responses
- * are stored per API key (src/dialects/responses/response-store.ts).
+ * SSE stream of named events); GET and DELETE /v1/(openai/)responses/{id} read and delete a stored one, and
+ * GET /v1/(openai/)responses/{id}/input_items lists its input. The request is translated into Iris's chat
+ * request and run through the one chat pipeline; responses are stored in the database per API key
+ * (src/store/response-records.ts, holding src/dialects/responses/stored-response.ts). A failure to store
+ * is logged and the answer still returned; a failure to read is a 500.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { objectNotFound, type IrisError } from '../../errors.js';
@@ -17,25 +19,30 @@ import {
   type ResponseObject,
   type ResponseStreamEvent,
 } from '../../dialects/responses/responses-response.js';
-import type { ResponseStore } from '../../dialects/responses/response-store.js';
+import { listInputItems, toInputItems, type StoredResponse } from '../../dialects/responses/stored-response.js';
+import type { ResponseRecordStore } from '../../store/response-records.js';
 import { apiKeyOwner } from '../auth.js';
 import { runChatPipeline, type ChatPipelineDeps, type ChatRun } from '../chat-pipeline.js';
 import { SseWriter } from '../sse.js';
 
 /** What the routes need. */
 export interface ResponsesDeps extends ChatPipelineDeps {
-  responses: ResponseStore;
+  responses: ResponseRecordStore;
 }
 
 /** Registers the Responses API routes. */
 export function registerResponses(app: FastifyInstance, deps: ResponsesDeps): void {
   for (const prefix of ['/v1/openai', '/v1']) {
     app.post(`${prefix}/responses`, (request, reply) => createResponse(request, reply, deps));
-    app.get<{ Params: { id: string } }>(`${prefix}/responses/:id`, async (request) => storedResponse(deps, request.params.id, apiKeyOwner(request)).response);
+    app.get<{ Params: { id: string } }>(`${prefix}/responses/:id`, async (request) => (await storedResponse(deps, request.params.id, apiKeyOwner(request))).response);
+    app.get<{ Params: { id: string }; Querystring: Record<string, string | string[]> }>(`${prefix}/responses/:id/input_items`, async (request) => {
+      const { inputItems } = await storedResponse(deps, request.params.id, apiKeyOwner(request));
+      return listInputItems(inputItems, request.query);
+    });
     app.delete<{ Params: { id: string } }>(`${prefix}/responses/:id`, async (request) => {
       const owner = apiKeyOwner(request);
       const { id } = request.params;
-      if (!deps.responses.delete(id, owner)) throw responseNotFound(id, null);
+      if (!(await deps.responses.delete(id, owner))) throw responseNotFound(id, null);
       return { id, object: 'response', deleted: true };
     });
   }
@@ -43,23 +50,37 @@ export function registerResponses(app: FastifyInstance, deps: ResponsesDeps): vo
 
 async function createResponse(request: FastifyRequest, reply: FastifyReply, deps: ResponsesDeps): Promise<unknown> {
   const owner = apiKeyOwner(request);
-  const prepare = () => {
+  const prepare = async () => {
     const body = parseResponsesRequest(request.body);
     const previousId = body.previous_response_id;
-    const history = previousId == null ? [] : storedResponse(deps, previousId, owner, 'previous_response_id').conversation;
+    const history = previousId == null ? [] : (await storedResponse(deps, previousId, owner, 'previous_response_id')).conversation;
     return { body, ...toChatRequest(body, history) };
   };
   return runChatPipeline(deps, { request, reply }, prepare, async (run, { body, conversation }) => {
-    const store = body.store !== false;
-    const save = (response: ResponseObject): void => {
-      if (store) deps.responses.put({ owner, response, conversation: [...conversation, toAssistantTurn(response.output)] });
+    // With a retention of 0 nothing is stored, and the response says so.
+    const store = body.store !== false && deps.responses.enabled;
+    const save = async (response: ResponseObject): Promise<void> => {
+      if (!store) return;
+      const stored: StoredResponse = { response, conversation: [...conversation, toAssistantTurn(response.output)], inputItems: toInputItems(body.input) };
+      try {
+        const outcome = await deps.responses.put({ id: response.id, owner, body: stored });
+        if (!outcome.stored) {
+          request.log.warn(
+            { responseId: response.id, bytes: outcome.bytes, maxBytes: deps.responses.maxBytes },
+            'response not stored: larger than --responses-max-bytes',
+          );
+        }
+      } catch (error) {
+        // The answer is generated: the client gets it; only a later GET or follow-up misses it.
+        request.log.error({ err: error, responseId: response.id }, 'could not store the response in the database');
+      }
     };
     const started = initialResponse(newResponseId(), body, store);
     if (body.stream) return streamResponse(reply, run, started, save);
     const result = await run.complete();
     const choice = result.choices[0] ?? { text: '', toolCalls: [], finishReason: 'stop' as const };
     const response = finishedResponse(started, outputItems(choice), choice.finishReason, result.usage, run.imageTokens);
-    save(response);
+    await save(response);
     return response;
   });
 }
@@ -68,7 +89,7 @@ async function streamResponse(
   reply: FastifyReply,
   run: ChatRun,
   started: ResponseObject,
-  save: (response: ResponseObject) => void,
+  save: (response: ResponseObject) => Promise<void>,
 ): Promise<FastifyReply> {
   // Errors before anything was generated are still ordinary HTTP errors.
   const parts = await run.stream();
@@ -88,8 +109,10 @@ async function streamResponse(
       await send(translator.push(part));
     }
     if (!sse.open) return reply;
-    await send(translator.finish());
-    save(translator.response);
+    const last = translator.finish();
+    // Stored before the client hears it is done, so a GET right after finds it.
+    await save(translator.response);
+    await send(last);
   } catch (error) {
     await send(translator.fail(run.streamFailure(error)));
   } finally {
@@ -99,8 +122,8 @@ async function streamResponse(
   return reply;
 }
 
-function storedResponse(deps: ResponsesDeps, id: string, owner: string, param: string | null = null) {
-  const entry = deps.responses.get(id, owner);
+async function storedResponse(deps: ResponsesDeps, id: string, owner: string, param: string | null = null): Promise<StoredResponse> {
+  const entry = await deps.responses.get<StoredResponse>(id, owner);
   if (!entry) throw responseNotFound(id, param);
   return entry;
 }
