@@ -99,6 +99,48 @@ describe('Anthropic Messages API', () => {
     assert.equal(message.usage.output_tokens, 1);
   });
 
+  test('a stop sequence ends the message: stop_reason stop_sequence naming the one matched, streamed and not', async () => {
+    // Every token biased to 'Z': the answer runs 'ZZ…' until the second stop sequence matches.
+    const [z] = await tokenIds((await syntheticModel('tiny')).modelPath, ['Z']);
+    const request = {
+      model: MODEL,
+      max_tokens: 16,
+      temperature: 0,
+      stop_sequences: ['never', 'ZZ'],
+      messages: [{ role: 'user' as const, content: 'Say Z.' }],
+      ...{ logit_bias: { [String(z)]: 100 } },
+    };
+    const message = await anthropic.messages.create(request);
+    assert.equal(message.stop_reason, 'stop_sequence');
+    assert.equal(message.stop_sequence, 'ZZ');
+    assert.equal(message.usage.output_tokens, 2);
+    assert.ok(message.content.every((block) => block.type === 'text' && !block.text.includes('ZZ')), JSON.stringify(message.content));
+
+    const stream = anthropic.messages.stream(request);
+    let delta: Record<string, unknown> | undefined;
+    for await (const event of stream) if (event.type === 'message_delta') delta = event.delta as unknown as Record<string, unknown>;
+    assert.deepEqual(delta, { stop_reason: 'stop_sequence', stop_sequence: 'ZZ' });
+    const final = await stream.finalMessage();
+    assert.equal(final.stop_reason, 'stop_sequence');
+    assert.equal(final.stop_sequence, 'ZZ');
+
+    // Without a stop sequence matching, the length limit is what ended it.
+    const long = await anthropic.messages.create({ ...request, max_tokens: 3, stop_sequences: ['never'] });
+    assert.equal(long.stop_reason, 'max_tokens');
+    assert.equal(long.stop_sequence, null);
+
+    // Chat completions say what they always said: finish_reason "stop", and no extra field.
+    const openai = new OpenAI({ baseURL: `${iris.baseUrl}/v1`, apiKey: KEY, maxRetries: 0 });
+    const chat = await openai.chat.completions.create({ model: MODEL, max_tokens: 16, temperature: 0, stop: ['never', 'ZZ'], messages: request.messages, logit_bias: { [String(z)]: 100 } });
+    assert.equal(chat.choices[0]?.finish_reason, 'stop');
+    assert.equal(chat.usage?.completion_tokens, 2);
+    assert.deepEqual(Object.keys(chat.choices[0]!).sort(), ['finish_reason', 'index', 'logprobs', 'message']);
+    const streamed = await openai.chat.completions.create({ model: MODEL, max_tokens: 16, temperature: 0, stop: ['never', 'ZZ'], messages: request.messages, logit_bias: { [String(z)]: 100 }, stream: true });
+    const reasons: unknown[] = [];
+    for await (const chunk of streamed) for (const choice of chunk.choices) if (choice.finish_reason !== null) reasons.push(choice.finish_reason);
+    assert.deepEqual(reasons, ['stop']);
+  });
+
   test('streamed, with an image by URL and the key as a bearer: the event sequence and final message', async () => {
     const bearer = new Anthropic({ baseURL: iris.baseUrl, authToken: KEY, apiKey: null, maxRetries: 0 });
     const stream = bearer.messages.stream({
