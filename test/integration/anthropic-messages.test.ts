@@ -8,7 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import OpenAI from 'openai';
+import { buildOpenApiDocument } from '../../src/http/openapi-document.js';
 import { makeImage } from '../helpers/images.js';
+import { componentValidators } from '../helpers/iris-openapi.js';
 import { startImageHost, type ImageHost } from '../helpers/image-host.js';
 import { startIris, syntheticModel, templatedModel, type IrisProcess } from '../helpers/test-env.js';
 import { tokenIds } from '../helpers/token-ids.js';
@@ -19,6 +21,13 @@ import { tokenIds } from '../helpers/token-ids.js';
  */
 let callStart: Record<string, number> = {};
 const startCall = (seed: number): Record<string, unknown> => ({ seed, logit_bias: callStart });
+
+/** Checks an answer against the schema Iris's own OpenAPI document declares for it. */
+const irisSchema = componentValidators(buildOpenApiDocument('test') as never);
+function assertDocumented(name: string, value: unknown): void {
+  const validate = irisSchema(name);
+  assert.ok(validate(value), `${name}: ${JSON.stringify(validate.errors)}`);
+}
 
 const KEY = 'anthropic-key-1';
 const MODEL = 'tiny';
@@ -111,6 +120,8 @@ describe('Anthropic Messages API', () => {
       ...{ logit_bias: { [String(z)]: 100 } },
     };
     const message = await anthropic.messages.create(request);
+    assertDocumented('CreateMessageRequest', request);
+    assertDocumented('AnthropicMessage', message);
     assert.equal(message.stop_reason, 'stop_sequence');
     assert.equal(message.stop_sequence, 'ZZ');
     assert.equal(message.usage.output_tokens, 2);
@@ -298,6 +309,45 @@ describe('Anthropic Messages API: tools', () => {
     });
     assert.equal(next.type, 'message');
     assert.ok(next.usage.input_tokens + (next.usage.cache_read_input_tokens ?? 0) > usage.input_tokens + (usage.cache_read_input_tokens ?? 0));
+  });
+
+  test('an image in a tool_result is carried and counted as the same image in a user message', async () => {
+    const image = { type: 'image' as const, source: { type: 'base64' as const, media_type: 'image/png' as const, data: png.toString('base64') } };
+    const turn = (content: Anthropic.ContentBlockParam[]): Anthropic.MessageCreateParamsNonStreaming => ({
+      model: 'llama',
+      max_tokens: 1,
+      tools: [REPORT_TOOL],
+      tool_choice: { type: 'none' },
+      ...{ seed: 4 },
+      messages: [
+        { role: 'user', content: 'Look at the image and report its colour.' },
+        { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_look', name: 'report_color', input: { color: 'red' } }] },
+        { role: 'user', content },
+      ],
+    });
+    const inResult = turn([{ type: 'tool_result', tool_use_id: 'toolu_look', content: [{ type: 'text', text: 'Here it is.' }, image] }]);
+    const withImage = await client.messages.create(inResult);
+    assertDocumented('CreateMessageRequest', inResult);
+    assertDocumented('AnthropicMessage', withImage);
+    const count = await client.messages.countTokens({ model: 'llama', messages: inResult.messages, tools: inResult.tools!, tool_choice: inResult.tool_choice! });
+    const textOnly = await client.messages.create(turn([{ type: 'tool_result', tool_use_id: 'toolu_look', content: [{ type: 'text', text: 'Here it is.' }] }]));
+    const inUser = await client.messages.create(turn([{ type: 'tool_result', tool_use_id: 'toolu_look', content: 'Here it is.' }, image]));
+    const input = (message: Anthropic.Message): number => message.usage.input_tokens + (message.usage.cache_read_input_tokens ?? 0);
+    assert.equal((withImage.usage as any).image_tokens, imageTokens);
+    assert.equal(count.input_tokens, input(withImage));
+    // The image follows the tool message, where the same image sent beside the tool_result goes.
+    assert.equal(input(withImage), input(inUser));
+    // Its tokens, and a few for the user turn that carries it.
+    const added = input(withImage) - input(textOnly);
+    assert.ok(added >= imageTokens && added <= imageTokens + 12, `${input(withImage)} - ${input(textOnly)} vs ${imageTokens}`);
+    // Errors about it name its field.
+    const broken = { ...image, source: { ...image.source, data: 'AAAA' } };
+    const response = await fetch(`${tools.baseUrl}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(turn([{ type: 'tool_result', tool_use_id: 'toolu_look', content: [{ type: 'text', text: 'Here it is.' }, broken] }])),
+    });
+    assertAnthropicError({ status: response.status, json: await response.json() }, 400, 'invalid_request_error', 'messages[2].content[0].content[1].source.data');
   });
 
   test('streamed tool_use: input_json_delta events assembled by the SDK', async () => {
