@@ -35,9 +35,12 @@ export async function collectCompletion(stream: AsyncIterable<StreamPart>): Prom
         choice.logprobs = [...(choice.logprobs ?? []), ...part.content];
         break;
       }
-      case 'finish':
-        choiceAt(part.choice).finishReason = part.finishReason;
+      case 'finish': {
+        const choice = choiceAt(part.choice);
+        choice.finishReason = part.finishReason;
+        if (part.stopSequence !== undefined) choice.stopSequence = part.stopSequence;
         break;
+      }
       case 'usage':
         usage = part.usage;
         break;

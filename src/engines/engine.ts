@@ -137,14 +137,15 @@ export interface EngineCompletion {
  * One typed event of a streamed completion. Per choice: deltas (text, tool calls, logprobs) then one finish;
  * a single usage part for the whole request; or an error that ends the stream. `choice` is the choice's
  * index (absent means 0). A `tool-call-delta` carries the call's id and name the first time its `index`
- * appears, and argument text after, as OpenAI streams them.
+ * appears, and argument text after, as OpenAI streams them. A `finish` names the stop sequence that ended the
+ * choice when the engine knows it (see {@link EngineChoice.stopSequence}).
  */
 export type StreamPart =
   | { type: 'text-delta'; choice?: number; text: string }
   | { type: 'tool-call-delta'; choice?: number; index: number; id?: string; name?: string; argumentsDelta: string }
   | { type: 'logprobs'; choice?: number; content: TokenLogprob[] }
   | { type: 'usage'; usage: EngineUsage }
-  | { type: 'finish'; choice?: number; finishReason: FinishReason }
+  | { type: 'finish'; choice?: number; finishReason: FinishReason; stopSequence?: string }
   | { type: 'error'; error: IrisError };
 
 /** A request to count the prompt tokens of messages without generating. */

@@ -72,3 +72,41 @@ test('the body is read to its end, past [DONE]', async () => {
   for await (const part of decodeOpenAIChatStream(source, options)) void part;
   assert.equal(drained, true);
 });
+
+test('the stop sequence that ended a choice, as llama-server, vLLM and SGLang report it; only one of the request\'s', async () => {
+  const decodeWith = async (stop: string[] | undefined, events: unknown[]): Promise<StreamPart[]> => {
+    const parts: StreamPart[] = [];
+    for await (const part of decodeOpenAIChatStream(body(events), { ...options, stop })) if (part.type === 'finish') parts.push(part);
+    return parts;
+  };
+  // llama-server: the debug object rides on the first chunk of the final result, before the finish.
+  assert.deepEqual(
+    await decodeWith(['END', 'STOP'], [
+      { choices: [{ index: 0, delta: { content: 'Hi' } }] },
+      { choices: [{ index: 0, delta: { content: '!' }, finish_reason: null }], __verbose: { stop_type: 'word', stopping_word: 'STOP' } },
+      { choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] },
+    ]),
+    [{ type: 'finish', choice: 0, finishReason: 'stop', stopSequence: 'STOP' }],
+  );
+  // An end-of-sequence stop names none.
+  assert.deepEqual(
+    await decodeWith(['END'], [{ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }], __verbose: { stop_type: 'eos', stopping_word: '' } }]),
+    [{ type: 'finish', choice: 0, finishReason: 'stop' }],
+  );
+  // vLLM's stop_reason and SGLang's matched_stop, per choice; a token id says nothing about the stop strings.
+  assert.deepEqual(
+    await decodeWith(['a', 'b'], [
+      { choices: [{ index: 0, delta: {}, finish_reason: 'stop', stop_reason: 'b' }] },
+      { choices: [{ index: 1, delta: {}, finish_reason: 'stop', matched_stop: 'a' }] },
+      { choices: [{ index: 2, delta: {}, finish_reason: 'stop', stop_reason: 128009 }] },
+    ]),
+    [
+      { type: 'finish', choice: 0, finishReason: 'stop', stopSequence: 'b' },
+      { type: 'finish', choice: 1, finishReason: 'stop', stopSequence: 'a' },
+      { type: 'finish', choice: 2, finishReason: 'stop' },
+    ],
+  );
+  // A string the request did not ask to stop on, or no stop sequences at all, is never reported.
+  assert.deepEqual(await decodeWith(['a'], [{ choices: [{ index: 0, delta: {}, finish_reason: 'stop', stop_reason: 'z' }] }]), [{ type: 'finish', choice: 0, finishReason: 'stop' }]);
+  assert.deepEqual(await decodeWith(undefined, [{ choices: [{ index: 0, delta: {}, finish_reason: 'stop', stop_reason: 'z' }] }]), [{ type: 'finish', choice: 0, finishReason: 'stop' }]);
+});

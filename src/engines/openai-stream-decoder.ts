@@ -3,6 +3,12 @@
  * Iris's typed {@link StreamPart}s, used by both engines: text, tool-call and logprob deltas of every choice,
  * each choice's finish, and the final usage.
  *
+ * OpenAI's chunks do not say which stop sequence ended a choice (`finish_reason` is `stop` either way). Some
+ * servers do, each in its own field: llama-server in the `__verbose` debug object of its final chunk (when
+ * asked with `verbose`), vLLM as a choice's `stop_reason`, SGLang as `matched_stop`. A
+ * finish reports `stopSequence` only when such a field names one of the request's own stop sequences; a
+ * token id, or anything else, leaves it unknown.
+ *
  * It never yields an `error` part: every failure (an `{"error":...}` event, a chunk that is not JSON, a
  * stream that ends without a finish reason, a broken connection) is thrown, and the engine decides what it
  * means: before the first part a rejection (so the client gets an ordinary HTTP error, or the engine retries
@@ -21,6 +27,8 @@ export interface OpenAIStreamDecoderOptions {
   source: string;
   /** The error an `{"error":...}` event stands for. */
   streamError(error: UpstreamErrorBody): IrisError;
+  /** The request's stop sequences: a finish the upstream attributes to one of them names it. */
+  stop?: readonly string[] | undefined;
 }
 
 interface WireLogprob {
@@ -41,12 +49,18 @@ interface WireChoice {
   delta?: { content?: string | null; tool_calls?: WireToolCall[] | null } | null;
   logprobs?: { content?: WireLogprob[] | null } | null;
   finish_reason?: string | null;
+  /** vLLM: the stop string (or token id) that ended the choice. */
+  stop_reason?: unknown;
+  /** SGLang: the stop string (or token id) that ended the choice. */
+  matched_stop?: unknown;
 }
 
 interface WireChunk {
   choices?: WireChoice[] | null;
   usage?: { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number | null } | null } | null;
   error?: unknown;
+  /** llama-server's debug object (asked for with `verbose`), on one chunk of a choice's final result. */
+  __verbose?: { stop_type?: unknown; stopping_word?: unknown } | null;
 }
 
 /** Yields the parts of one upstream chat stream; throws on any failure (see the module comment). */
@@ -58,6 +72,12 @@ export async function* decodeOpenAIChatStream(
   let finished = 0;
   // Ids of the tool calls seen so far, per choice and call index.
   const toolCallIds = new Map<string, string>();
+  // The stop sequence each choice was reported to have ended on, until its finish.
+  const stoppedOn = new Map<number, string>();
+  const stops = new Set(options.stop ?? []);
+  const noteStop = (index: number, value: unknown): void => {
+    if (typeof value === 'string' && stops.has(value)) stoppedOn.set(index, value);
+  };
   for await (const data of parseSseData(body)) {
     if (data === '[DONE]') continue;
     let chunk: WireChunk;
@@ -67,8 +87,12 @@ export async function* decodeOpenAIChatStream(
       throw engineFailed(`${options.source} sent a stream chunk that is not JSON.`, 'engine_error', error);
     }
     if (chunk.error !== undefined && chunk.error !== null) throw options.streamError(readUpstreamError({ error: chunk.error }));
+    // llama-server sends one choice per chunk; its debug object describes that choice.
+    if (chunk.__verbose?.stop_type === 'word') noteStop(chunk.choices?.[0]?.index ?? 0, chunk.__verbose.stopping_word);
     for (const choice of chunk.choices ?? []) {
       const index = choice.index ?? 0;
+      noteStop(index, choice.stop_reason);
+      noteStop(index, choice.matched_stop);
       const delta = choice.delta;
       if (typeof delta?.content === 'string' && delta.content.length > 0) yield { type: 'text-delta', choice: index, text: delta.content };
       for (const call of delta?.tool_calls ?? []) {
@@ -92,7 +116,9 @@ export async function* decodeOpenAIChatStream(
       if (logprobs && logprobs.length > 0) yield { type: 'logprobs', choice: index, content: logprobs.map(toTokenLogprob) };
       if (choice.finish_reason) {
         finished += 1;
-        yield { type: 'finish', choice: index, finishReason: toFinishReason(choice.finish_reason) };
+        const finishReason = toFinishReason(choice.finish_reason);
+        const stopSequence = finishReason === 'stop' ? stoppedOn.get(index) : undefined;
+        yield { type: 'finish', choice: index, finishReason, ...(stopSequence === undefined ? {} : { stopSequence }) };
       }
     }
     if (chunk.usage) usage = toUsage(chunk.usage);

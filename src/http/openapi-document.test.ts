@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { parseMessagesRequest } from '../dialects/anthropic/messages-request.js';
+import { buildMessage } from '../dialects/anthropic/messages-response.js';
+import { parseResponsesRequest } from '../dialects/responses/responses-request.js';
+import { finishedResponse, initialResponse, newResponseId, outputItems } from '../dialects/responses/responses-response.js';
 import { chatRequestSchema } from '../protocol/chat-request.js';
 import { assertValidOpenApi31, componentValidators } from '../../test/helpers/iris-openapi.js';
 import { buildOpenApiDocument, CHAT_REQUEST_EXTENSIONS, EXTENSION_MARKER } from './openapi-document.js';
@@ -49,4 +53,63 @@ test('the request schema agrees with the zod schema that validates requests', ()
   for (const body of bodies) {
     assert.equal(validate(body), chatRequestSchema.safeParse(body).success, JSON.stringify(body));
   }
+});
+
+/** Whether a route's parser (its zod schema and the checks in code) takes `body`. */
+function parses(parse: (body: unknown) => unknown, body: unknown): boolean {
+  try {
+    parse(body);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('the Responses and Anthropic Messages routes are described, and their request schemas agree with the parsers', () => {
+  for (const path of ['/v1/responses', '/v1/openai/responses']) assert.ok(document.paths[path]?.['post'], path);
+  for (const path of ['/v1/responses/{id}', '/v1/openai/responses/{id}']) {
+    assert.ok(document.paths[path]?.['get'] && document.paths[path]?.['delete'], path);
+  }
+  for (const path of ['/v1/messages', '/v1/anthropic/v1/messages', '/v1/messages/count_tokens', '/v1/anthropic/v1/messages/count_tokens']) {
+    assert.equal(document.paths[path]?.['post']?.[EXTENSION_MARKER], true, path);
+  }
+  const schema = componentValidators(document);
+  const image = { type: 'input_image', image_url: 'data:image/png;base64,AAAA', detail: 'low' };
+  const tool = { type: 'function', name: 'look', parameters: { type: 'object' } };
+  const responses: unknown[] = [
+    { model: 'm', input: 'hi' },
+    { model: 'm', input: [{ role: 'user', content: [{ type: 'input_text', text: 'x' }, image] }], stream: true, store: false, seed: 1 },
+    { model: 'm', input: [{ type: 'function_call', call_id: 'c', name: 'look', arguments: '{}' }, { type: 'function_call_output', call_id: 'c', output: [{ type: 'input_text', text: 'ok' }, image] }], tools: [tool] },
+    { model: 'm' },
+    { model: 'm', input: 'hi', tools: [{ type: 'web_search' }] },
+    { model: 'm', input: 'hi', tools: [{ ...tool, name: 'no spaces' }] },
+    { model: 'm', input: [{ role: 'robot', content: 'x' }] },
+    { model: 'm', input: 'hi', temperature: 3 },
+  ];
+  const validateResponses = schema('CreateResponseRequest');
+  for (const body of responses) assert.equal(validateResponses(body), parses(parseResponsesRequest, body), JSON.stringify(body));
+  const block = { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'AAAA' } };
+  const messages: unknown[] = [
+    { model: 'm', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }] },
+    { model: 'm', max_tokens: 4, stop_sequences: ['x'], messages: [{ role: 'user', content: [{ type: 'tool_result', tool_use_id: 't', content: [{ type: 'text', text: 'x' }, block] }] }], tools: [{ name: 'look', input_schema: { type: 'object' } }] },
+    { model: 'm', messages: [{ role: 'user', content: 'hi' }] },
+    { model: 'm', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'web_search_20250305', name: 'web_search' }] },
+    { model: 'm', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }], temperature: 1.5 },
+    { model: 'm', max_tokens: 4, messages: [] },
+  ];
+  const validateMessages = schema('CreateMessageRequest');
+  for (const body of messages) assert.equal(validateMessages(body), parses(parseMessagesRequest, body), JSON.stringify(body));
+});
+
+test('the answers the dialects build match the response schemas the document declares', () => {
+  const schema = componentValidators(document);
+  const request = parseResponsesRequest({ model: 'm', input: 'hi', tools: [{ type: 'function', name: 'look' }], metadata: { a: 'b' } });
+  const choice = { text: 'Hello', toolCalls: [{ id: 'call_1', name: 'look', arguments: '{}' }], finishReason: 'tool_calls' as const };
+  const usage = { promptTokens: 9, completionTokens: 3, cachedTokens: 2 };
+  const response = finishedResponse(initialResponse(newResponseId(), request, true), outputItems(choice), 'tool_calls', usage, 4);
+  const validateResponse = schema('Response');
+  assert.ok(validateResponse(response), JSON.stringify(validateResponse.errors));
+  const message = buildMessage('msg_1', 'm', { ...choice, finishReason: 'stop', stopSequence: 'END' }, usage, undefined);
+  const validateMessage = schema('AnthropicMessage');
+  assert.ok(validateMessage(message), JSON.stringify(validateMessage.errors));
 });

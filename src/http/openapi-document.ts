@@ -1,12 +1,15 @@
 /**
  * The OpenAPI 3.1 document served at GET /openapi.json. Request bodies are generated with zod 4's
- * `z.toJSONSchema` from the very schemas the routes validate with (protocol/chat-request.ts), so the document
- * cannot drift from what Iris accepts. Response shapes are declared here in zod as well, for the document only.
+ * `z.toJSONSchema` from the very schemas the routes validate with (protocol/chat-request.ts, and the
+ * dialects' request schemas for the Responses and Anthropic Messages APIs), so the document cannot drift
+ * from what Iris accepts. Response shapes are declared here in zod as well, for the document only.
  *
  * Everything Iris adds to OpenAI's API (endpoints, request fields, response fields) carries
  * `x-iris-extension: true`; a client that only speaks OpenAI's API can ignore those.
  */
 import { z } from 'zod';
+import { countTokensRequestSchema, messagesRequestSchema, toolSchema as anthropicToolSchema } from '../dialects/anthropic/messages-request.js';
+import { functionToolSchema, responsesRequestSchema } from '../dialects/responses/responses-request.js';
 import { chatRequestSchema } from '../protocol/chat-request.js';
 
 /** The marker on every Iris extension in the document. */
@@ -149,6 +152,118 @@ const errorSchema = z.object({
 
 const healthSchema = z.object({ status: z.string() }).loose();
 
+/** Iris's extension fields of the dialects' requests (as in vLLM), marked in their generated schemas. */
+const DIALECT_REQUEST_EXTENSIONS: Readonly<Record<string, string>> = {
+  seed: 'Sampling seed, for reproducible answers (as in chat completions).',
+  logit_bias: 'Added to the logits of token ids (keys are token ids), -100..100, as in chat completions.',
+};
+
+const responseStatusSchema = z.enum(['in_progress', 'completed', 'incomplete', 'failed']);
+
+const responseOutputItemSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('message'),
+    id: z.string(),
+    status: responseStatusSchema.exclude(['failed']),
+    role: z.literal('assistant'),
+    content: z.array(z.object({ type: z.literal('output_text'), text: z.string(), annotations: z.array(z.never()), logprobs: z.array(z.never()) })),
+  }),
+  z.object({
+    type: z.literal('function_call'),
+    id: z.string(),
+    call_id: z.string(),
+    name: z.string(),
+    arguments: z.string(),
+    status: responseStatusSchema.exclude(['failed']),
+  }),
+]);
+
+/** The Responses API's response object (OpenAI's `Response`), as Iris fills it. */
+const responseObjectSchema = z.object({
+  id: z.string().meta({ description: '`resp_` and 48 hex digits.' }),
+  object: z.literal('response'),
+  created_at: z.number().int(),
+  status: responseStatusSchema,
+  completed_at: z.number().int().nullable(),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  incomplete_details: z.object({ reason: z.literal('max_output_tokens') }).nullable(),
+  instructions: z.string().nullable(),
+  max_output_tokens: z.number().int().nullable(),
+  model: z.string(),
+  output: z.array(responseOutputItemSchema),
+  parallel_tool_calls: z.boolean(),
+  previous_response_id: z.string().nullable(),
+  reasoning: z.object({ effort: z.null(), summary: z.null() }),
+  store: z.boolean(),
+  temperature: z.number().nullable(),
+  text: z.object({ format: z.object({ type: z.enum(['text', 'json_object', 'json_schema']) }).loose() }),
+  tool_choice: z.union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), name: z.string() })]),
+  tools: z.array(z.object({ type: z.literal('function'), name: z.string(), description: z.string().nullable(), parameters: z.record(z.string(), z.unknown()).nullable(), strict: z.boolean().nullable() })),
+  top_p: z.number().nullable(),
+  truncation: z.literal('disabled'),
+  usage: z
+    .object({
+      input_tokens: z.number().int(),
+      input_tokens_details: z.object({
+        cached_tokens: z.number().int(),
+        cache_write_tokens: z.number().int(),
+        image_tokens: z.number().int().optional().meta({ ...extension, description: 'Input tokens of the images, when the projector is modelled.' }),
+      }),
+      output_tokens: z.number().int(),
+      output_tokens_details: z.object({ reasoning_tokens: z.number().int() }),
+      total_tokens: z.number().int(),
+    })
+    .optional()
+    .meta({ description: 'Absent until the response is finished.' }),
+  user: z.string().optional(),
+  metadata: z.record(z.string(), z.string()),
+  background: z.boolean(),
+  service_tier: z.string(),
+});
+
+const responseStreamEventSchema = z
+  .object({ type: z.string(), sequence_number: z.number().int() })
+  .loose()
+  .meta({ description: "One event of a streamed response (OpenAI's `ResponseStreamEvent`), sent as `event: <type>` and `data: <event>`." });
+
+const responseDeletedSchema = z.object({ id: z.string(), object: z.literal('response'), deleted: z.literal(true) });
+
+/** A message of the Anthropic Messages API, as Iris answers it. */
+const anthropicMessageSchema = z.object({
+  id: z.string().meta({ description: '`msg_` and 24 alphanumerics.' }),
+  type: z.literal('message'),
+  role: z.literal('assistant'),
+  model: z.string(),
+  content: z.array(
+    z.discriminatedUnion('type', [
+      z.object({ type: z.literal('text'), text: z.string() }),
+      z.object({ type: z.literal('tool_use'), id: z.string(), name: z.string(), input: z.record(z.string(), z.unknown()) }),
+    ]),
+  ),
+  stop_reason: z.enum(['end_turn', 'max_tokens', 'stop_sequence', 'tool_use']).nullable(),
+  stop_sequence: z.string().nullable().meta({ description: 'The stop sequence that matched, with `stop_reason: "stop_sequence"`.' }),
+  usage: z.object({
+    input_tokens: z.number().int(),
+    output_tokens: z.number().int(),
+    cache_creation_input_tokens: z.number().int(),
+    cache_read_input_tokens: z.number().int(),
+    image_tokens: z.number().int().optional().meta({ ...extension, description: 'Input tokens of the images, when the projector is modelled.' }),
+  }),
+});
+
+const anthropicStreamEventSchema = z
+  .object({ type: z.string() })
+  .loose()
+  .meta({ description: 'One event of a streamed message, sent as `event: <type>` and `data: <event>`.' });
+
+const anthropicCountSchema = z.object({ input_tokens: z.number().int() });
+
+const anthropicErrorSchema = z.object({
+  type: z.literal('error'),
+  error: z.object({ type: z.string(), message: z.string() }),
+  request_id: z.string(),
+});
+
 type JsonObject = Record<string, unknown>;
 
 /** JSON Schema 2020-12 (OpenAPI 3.1's dialect) of what a client may send, without the `$schema` line. */
@@ -157,15 +272,48 @@ function toSchema(schema: z.ZodType, io: 'input' | 'output'): JsonObject {
   return rest;
 }
 
-/** The chat request schema with Iris's extension fields marked. */
-function chatRequestJsonSchema(): JsonObject {
-  const schema = toSchema(chatRequestSchema, 'input');
+/** `schema` with the named top-level properties marked as Iris extensions. */
+function markExtensions(schema: JsonObject, extensions: Readonly<Record<string, string>>): JsonObject {
   const properties = schema['properties'] as Record<string, JsonObject>;
-  for (const [name, description] of Object.entries(CHAT_REQUEST_EXTENSIONS)) {
+  for (const [name, description] of Object.entries(extensions)) {
     const property = properties[name];
     if (property) properties[name] = { ...property, ...extension, description };
   }
   return schema;
+}
+
+/**
+ * A dialect's request schema, its extension fields marked and `tools` items described by `tool` (the
+ * schema is loose there because hosted or server tools are refused by name in code, with a 400).
+ */
+function dialectRequestJsonSchema(schema: z.ZodType, tool: z.ZodType): JsonObject {
+  const json = markExtensions(toSchema(schema, 'input'), DIALECT_REQUEST_EXTENSIONS);
+  const properties = json['properties'] as Record<string, JsonObject>;
+  if (properties['tools']) properties['tools'] = { anyOf: [{ type: 'array', items: toSchema(tool, 'input') }, { type: 'null' }] };
+  return json;
+}
+
+/**
+ * The Responses request: `input` is required (checked in code, to name it in the error), and an input
+ * message may leave out `type` (the "easy" message), as Iris accepts.
+ */
+function responsesRequestJsonSchema(): JsonObject {
+  const json = dialectRequestJsonSchema(responsesRequestSchema, functionToolSchema);
+  json['required'] = [...new Set([...((json['required'] as string[] | undefined) ?? []), 'input'])];
+  const input = (json['properties'] as Record<string, { anyOf: JsonObject[] }>)['input']!;
+  for (const variant of input.anyOf) {
+    const items = variant['items'] as { oneOf?: JsonObject[] } | undefined;
+    for (const item of items?.oneOf ?? []) {
+      const type = (item['properties'] as Record<string, { const?: unknown }> | undefined)?.['type'];
+      if (type?.const === 'message') item['required'] = (item['required'] as string[]).filter((name) => name !== 'type');
+    }
+  }
+  return json;
+}
+
+/** The chat request schema with Iris's extension fields marked. */
+function chatRequestJsonSchema(): JsonObject {
+  return markExtensions(toSchema(chatRequestSchema, 'input'), CHAT_REQUEST_EXTENSIONS);
 }
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -241,6 +389,105 @@ function modelsOperations(prefix: string, alias: boolean): Record<string, JsonOb
   };
 }
 
+/** The Responses API under one prefix: create, and read and delete a stored response. */
+function responsesOperations(prefix: string, alias: boolean): Record<string, JsonObject> {
+  const suffix = alias ? 'Alias' : '';
+  const note = alias ? ' (alias of /v1/openai/responses)' : '';
+  const id = [{ name: 'id', in: 'path', required: true, schema: { type: 'string' }, description: 'The response id (`resp_…`).' }];
+  const notFound = errorResponses({ '401': 'Missing or wrong API key.', '404': 'No stored response with this id for this API key.' });
+  return {
+    [`${prefix}/responses`]: {
+      post: {
+        operationId: `createResponse${suffix}`,
+        summary: `Create a response${note}`,
+        description:
+          "OpenAI's Responses API, run on the same pipeline as chat completions (images, tools, structured output). " +
+          'With `stream: true` the answer is a `text/event-stream` of named events (`response.created` … ' +
+          '`response.completed`), each with a `sequence_number`; a failure after the first event ends it with ' +
+          '`response.failed` and an `error` event. `store` (default true) keeps the response for `previous_response_id` ' +
+          'and GET/DELETE, visible only to the API key that created it.',
+        tags: ['responses'],
+        requestBody: { required: true, content: json('CreateResponseRequest') },
+        responses: {
+          '200': {
+            description: 'The response, or its events when streaming.',
+            content: { 'application/json': { schema: ref('Response') }, 'text/event-stream': { schema: ref('ResponseStreamEvent') } },
+          },
+          ...apiErrors,
+        },
+      },
+    },
+    [`${prefix}/responses/{id}`]: {
+      get: {
+        operationId: `retrieveResponse${suffix}`,
+        summary: `A stored response${note}`,
+        tags: ['responses'],
+        parameters: id,
+        responses: { '200': { description: 'The response.', content: json('Response') }, ...notFound },
+      },
+      delete: {
+        operationId: `deleteResponse${suffix}`,
+        summary: `Delete a stored response${note}`,
+        tags: ['responses'],
+        parameters: id,
+        responses: { '200': { description: 'Deleted.', content: json('ResponseDeleted') }, ...notFound },
+      },
+    },
+  };
+}
+
+/** Anthropic's status codes and error shape. */
+const anthropicErrors = Object.fromEntries(
+  Object.entries({
+    '400': 'Invalid request (`invalid_request_error`); the message names the field.',
+    '401': 'Missing or wrong API key (`authentication_error`).',
+    '404': 'Unknown model (`not_found_error`).',
+    '413': 'Body or image over a limit (`request_too_large`).',
+    '429': "The model's queue is full (`rate_limit_error`).",
+    '500': 'Server error (`api_error`).',
+    '529': 'The model cannot serve now: loading, restarting, overloaded (`overloaded_error`).',
+  }).map(([status, description]) => [status, { description, content: json('AnthropicError') }]),
+);
+
+/** The Anthropic Messages API under one prefix. */
+function anthropicOperations(prefix: string, alias: boolean): Record<string, JsonObject> {
+  const suffix = alias ? 'Alias' : '';
+  const note = alias ? ' (alias of /v1/messages, for a base URL of <iris>/v1/anthropic)' : '';
+  const common = { ...extension, tags: ['anthropic'], security: [{ bearerAuth: [] }, { anthropicApiKey: [] }] };
+  return {
+    [`${prefix}/messages`]: {
+      post: {
+        ...common,
+        operationId: `createMessage${suffix}`,
+        summary: `Create a message (Anthropic Messages API)${note}`,
+        description:
+          "Anthropic's Messages API, run on the same pipeline as chat completions (images, tools). Errors have " +
+          "Anthropic's shape and status codes. With `stream: true` the answer is a `text/event-stream` of named " +
+          'events (`message_start`, `ping`, `content_block_start`, `content_block_delta`, `content_block_stop`, ' +
+          '`message_delta`, `message_stop`); a failure after the first event ends it with an `error` event.',
+        requestBody: { required: true, content: json('CreateMessageRequest') },
+        responses: {
+          '200': {
+            description: 'The message, or its events when streaming.',
+            content: { 'application/json': { schema: ref('AnthropicMessage') }, 'text/event-stream': { schema: ref('AnthropicStreamEvent') } },
+          },
+          ...anthropicErrors,
+        },
+      },
+    },
+    [`${prefix}/messages/count_tokens`]: {
+      post: {
+        ...common,
+        operationId: `countMessageTokens${suffix}`,
+        summary: `Count a message's input tokens without generating${note}`,
+        description: "The input tokens the message would cost (chat template, tools and images included), from the model's own tokenizer.",
+        requestBody: { required: true, content: json('CountMessageTokensRequest') },
+        responses: { '200': { description: 'The count.', content: json('MessageTokenCount') }, ...anthropicErrors },
+      },
+    },
+  };
+}
+
 function publicGet(operationId: string, summary: string, responses: JsonObject): JsonObject {
   return { get: { operationId, summary, ...extension, tags: ['server'], security: [], responses } };
 }
@@ -262,6 +509,8 @@ export function buildOpenApiDocument(version: string): JsonObject {
     security: [{ bearerAuth: [] }],
     tags: [
       { name: 'chat', description: 'Chat completions with images' },
+      { name: 'responses', description: "OpenAI's Responses API, on the chat pipeline" },
+      { name: 'anthropic', description: "Anthropic's Messages API, on the chat pipeline" },
       { name: 'models', description: 'Models served' },
       { name: 'server', description: 'Health and this document' },
     ],
@@ -270,6 +519,10 @@ export function buildOpenApiDocument(version: string): JsonObject {
       '/v1/chat/completions': { post: chatOperation('createChatCompletionAlias', true) },
       '/v1/openai/tokenize': { post: tokenizeOperation('tokenize', false) },
       '/v1/tokenize': { post: tokenizeOperation('tokenizeAlias', true) },
+      ...responsesOperations('/v1/openai', false),
+      ...responsesOperations('/v1', true),
+      ...anthropicOperations('/v1', false),
+      ...anthropicOperations('/v1/anthropic/v1', true),
       ...modelsOperations('/v1/openai', false),
       ...modelsOperations('/v1', true),
       '/health': publicGet('health', 'The process is up', { '200': { description: 'Up.', content: json('Health') } }),
@@ -282,12 +535,23 @@ export function buildOpenApiDocument(version: string): JsonObject {
     components: {
       securitySchemes: {
         bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key given to `iris serve` (`--api-key`); not needed when the server has none.' },
+        anthropicApiKey: { type: 'apiKey', in: 'header', name: 'x-api-key', description: 'The same API keys, as Anthropic clients send them (Anthropic Messages API only).' },
       },
       schemas: {
         ChatCompletionRequest: chatRequestJsonSchema(),
         ChatCompletion: toSchema(chatCompletionSchema, 'output'),
         ChatCompletionChunk: toSchema(chatCompletionChunkSchema, 'output'),
         TokenizeResponse: { ...toSchema(tokenizeResponseSchema, 'output'), ...extension },
+        CreateResponseRequest: responsesRequestJsonSchema(),
+        Response: toSchema(responseObjectSchema, 'output'),
+        ResponseStreamEvent: toSchema(responseStreamEventSchema, 'output'),
+        ResponseDeleted: toSchema(responseDeletedSchema, 'output'),
+        CreateMessageRequest: { ...dialectRequestJsonSchema(messagesRequestSchema, anthropicToolSchema), ...extension },
+        CountMessageTokensRequest: { ...dialectRequestJsonSchema(countTokensRequestSchema, anthropicToolSchema), ...extension },
+        AnthropicMessage: { ...toSchema(anthropicMessageSchema, 'output'), ...extension },
+        AnthropicStreamEvent: { ...toSchema(anthropicStreamEventSchema, 'output'), ...extension },
+        MessageTokenCount: { ...toSchema(anthropicCountSchema, 'output'), ...extension },
+        AnthropicError: { ...toSchema(anthropicErrorSchema, 'output'), ...extension },
         Model: toSchema(modelSchema, 'output'),
         ModelList: toSchema(modelListSchema, 'output'),
         Error: toSchema(errorSchema, 'output'),

@@ -45,4 +45,9 @@ export interface EngineChoice {
   /** Per generated token, when `topLogprobs` was asked for. */
   logprobs?: TokenLogprob[];
   finishReason: FinishReason;
+  /**
+   * Which of the request's stop sequences ended the choice (`finishReason` is then `stop`), when the engine
+   * reports it; absent when generation ended otherwise or the engine cannot say.
+   */
+  stopSequence?: string;
 }

@@ -1,8 +1,8 @@
 /**
  * A small OpenAI-compatible server on loopback whose answers the test controls: streams that send their
- * first chunk and then wait until released (or forever), 5xx answers for chosen requests, and a record of
- * the headers each request carried. It stands in for a remote deployment (an external thing), so tests can
- * hold a stream open for exactly as long as they need.
+ * first chunk and then wait until released (or forever) or drop the connection, 5xx answers for chosen
+ * requests, and a record of the headers each request carried. It stands in for a remote deployment (an
+ * external thing), so tests can hold a stream open for exactly as long as they need.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,6 +13,8 @@ export type FakeAnswer =
   | { kind: 'stream'; stall?: boolean }
   /** Stream the whole answer at once. */
   | { kind: 'complete' }
+  /** Stream one chunk, then cut the connection without finishing the answer. */
+  | { kind: 'drop' }
   /** Answer with this HTTP status and an OpenAI error body. */
   | { kind: 'error'; status: number; message: string };
 
@@ -74,6 +76,11 @@ export async function startFakeUpstream(model: string, answer: (body: { messages
       response.write(chunk('hello', null));
       if (decided.kind === 'complete') {
         finish(response);
+        return;
+      }
+      if (decided.kind === 'drop') {
+        // Once the first chunk is on its way: a reset, as a crashed server's socket would give.
+        setTimeout(() => response.socket?.resetAndDestroy(), 50);
         return;
       }
       if (!decided.stall) held.add(response);

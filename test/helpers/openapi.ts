@@ -32,6 +32,35 @@ export function assertMatchesSchema(name: string, value: unknown): void {
   }
 }
 
+/** Each Responses stream event type and the spec's schema for it. */
+const RESPONSE_EVENT_SCHEMAS: Readonly<Record<string, string>> = {
+  'response.created': 'ResponseCreatedEvent',
+  'response.in_progress': 'ResponseInProgressEvent',
+  'response.output_item.added': 'ResponseOutputItemAddedEvent',
+  'response.content_part.added': 'ResponseContentPartAddedEvent',
+  'response.output_text.delta': 'ResponseTextDeltaEvent',
+  'response.output_text.done': 'ResponseTextDoneEvent',
+  'response.content_part.done': 'ResponseContentPartDoneEvent',
+  'response.output_item.done': 'ResponseOutputItemDoneEvent',
+  'response.completed': 'ResponseCompletedEvent',
+  'response.incomplete': 'ResponseIncompleteEvent',
+  'response.failed': 'ResponseFailedEvent',
+  'response.function_call_arguments.delta': 'ResponseFunctionCallArgumentsDeltaEvent',
+  'response.function_call_arguments.done': 'ResponseFunctionCallArgumentsDoneEvent',
+  error: 'ResponseErrorEvent',
+};
+
+/**
+ * Throws unless `event` is a Responses stream event the spec defines: checked by its own schema first (its
+ * errors are readable), then as the `ResponseStreamEvent` union.
+ */
+export function assertResponseStreamEvent(event: { type: string }): void {
+  const schema = RESPONSE_EVENT_SCHEMAS[event.type];
+  if (schema === undefined) throw new Error(`unexpected Responses stream event type ${event.type}`);
+  assertMatchesSchema(schema, event);
+  assertMatchesSchema('ResponseStreamEvent', event);
+}
+
 /**
  * The spec is OpenAPI 3.1 but still writes 3.0's `nullable: true` in places; JSON Schema 2020-12 spells
  * that as a `null` type (or an `anyOf` with one, where there is no `type`).

@@ -8,7 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import OpenAI from 'openai';
+import { buildOpenApiDocument } from '../../src/http/openapi-document.js';
 import { makeImage } from '../helpers/images.js';
+import { componentValidators } from '../helpers/iris-openapi.js';
 import { startImageHost, type ImageHost } from '../helpers/image-host.js';
 import { startIris, syntheticModel, templatedModel, type IrisProcess } from '../helpers/test-env.js';
 import { tokenIds } from '../helpers/token-ids.js';
@@ -19,6 +21,13 @@ import { tokenIds } from '../helpers/token-ids.js';
  */
 let callStart: Record<string, number> = {};
 const startCall = (seed: number): Record<string, unknown> => ({ seed, logit_bias: callStart });
+
+/** Checks an answer against the schema Iris's own OpenAPI document declares for it. */
+const irisSchema = componentValidators(buildOpenApiDocument('test') as never);
+function assertDocumented(name: string, value: unknown): void {
+  const validate = irisSchema(name);
+  assert.ok(validate(value), `${name}: ${JSON.stringify(validate.errors)}`);
+}
 
 const KEY = 'anthropic-key-1';
 const MODEL = 'tiny';
@@ -97,6 +106,50 @@ describe('Anthropic Messages API', () => {
     const message = await anthropic.messages.create({ model: MODEL, max_tokens: 1, messages: [{ role: 'user', content: 'Count to one hundred.' }] });
     assert.equal(message.stop_reason, 'max_tokens');
     assert.equal(message.usage.output_tokens, 1);
+  });
+
+  test('a stop sequence ends the message: stop_reason stop_sequence naming the one matched, streamed and not', async () => {
+    // Every token biased to 'Z': the answer runs 'ZZ…' until the second stop sequence matches.
+    const [z] = await tokenIds((await syntheticModel('tiny')).modelPath, ['Z']);
+    const request = {
+      model: MODEL,
+      max_tokens: 16,
+      temperature: 0,
+      stop_sequences: ['never', 'ZZ'],
+      messages: [{ role: 'user' as const, content: 'Say Z.' }],
+      ...{ logit_bias: { [String(z)]: 100 } },
+    };
+    const message = await anthropic.messages.create(request);
+    assertDocumented('CreateMessageRequest', request);
+    assertDocumented('AnthropicMessage', message);
+    assert.equal(message.stop_reason, 'stop_sequence');
+    assert.equal(message.stop_sequence, 'ZZ');
+    assert.equal(message.usage.output_tokens, 2);
+    assert.ok(message.content.every((block) => block.type === 'text' && !block.text.includes('ZZ')), JSON.stringify(message.content));
+
+    const stream = anthropic.messages.stream(request);
+    let delta: Record<string, unknown> | undefined;
+    for await (const event of stream) if (event.type === 'message_delta') delta = event.delta as unknown as Record<string, unknown>;
+    assert.deepEqual(delta, { stop_reason: 'stop_sequence', stop_sequence: 'ZZ' });
+    const final = await stream.finalMessage();
+    assert.equal(final.stop_reason, 'stop_sequence');
+    assert.equal(final.stop_sequence, 'ZZ');
+
+    // Without a stop sequence matching, the length limit is what ended it.
+    const long = await anthropic.messages.create({ ...request, max_tokens: 3, stop_sequences: ['never'] });
+    assert.equal(long.stop_reason, 'max_tokens');
+    assert.equal(long.stop_sequence, null);
+
+    // Chat completions say what they always said: finish_reason "stop", and no extra field.
+    const openai = new OpenAI({ baseURL: `${iris.baseUrl}/v1`, apiKey: KEY, maxRetries: 0 });
+    const chat = await openai.chat.completions.create({ model: MODEL, max_tokens: 16, temperature: 0, stop: ['never', 'ZZ'], messages: request.messages, logit_bias: { [String(z)]: 100 } });
+    assert.equal(chat.choices[0]?.finish_reason, 'stop');
+    assert.equal(chat.usage?.completion_tokens, 2);
+    assert.deepEqual(Object.keys(chat.choices[0]!).sort(), ['finish_reason', 'index', 'logprobs', 'message']);
+    const streamed = await openai.chat.completions.create({ model: MODEL, max_tokens: 16, temperature: 0, stop: ['never', 'ZZ'], messages: request.messages, logit_bias: { [String(z)]: 100 }, stream: true });
+    const reasons: unknown[] = [];
+    for await (const chunk of streamed) for (const choice of chunk.choices) if (choice.finish_reason !== null) reasons.push(choice.finish_reason);
+    assert.deepEqual(reasons, ['stop']);
   });
 
   test('streamed, with an image by URL and the key as a bearer: the event sequence and final message', async () => {
@@ -256,6 +309,46 @@ describe('Anthropic Messages API: tools', () => {
     });
     assert.equal(next.type, 'message');
     assert.ok(next.usage.input_tokens + (next.usage.cache_read_input_tokens ?? 0) > usage.input_tokens + (usage.cache_read_input_tokens ?? 0));
+  });
+
+  test('an image in a tool_result is carried and counted as the same image in a user message', async () => {
+    const image = { type: 'image' as const, source: { type: 'base64' as const, media_type: 'image/png' as const, data: png.toString('base64') } };
+    const turn = (content: Anthropic.ContentBlockParam[]): Anthropic.MessageCreateParamsNonStreaming => ({
+      model: 'llama',
+      max_tokens: 1,
+      tools: [REPORT_TOOL],
+      tool_choice: { type: 'none' },
+      ...{ seed: 4 },
+      messages: [
+        { role: 'user', content: 'Look at the image and report its colour.' },
+        { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_look', name: 'report_color', input: { color: 'red' } }] },
+        { role: 'user', content },
+      ],
+    });
+    const inResult = turn([{ type: 'tool_result', tool_use_id: 'toolu_look', content: [{ type: 'text', text: 'Here it is.' }, image] }]);
+    const withImage = await client.messages.create(inResult);
+    assertDocumented('CreateMessageRequest', inResult);
+    assertDocumented('AnthropicMessage', withImage);
+    const count = await client.messages.countTokens({ model: 'llama', messages: inResult.messages, tools: inResult.tools!, tool_choice: inResult.tool_choice! });
+    const inUser = await client.messages.create(turn([{ type: 'tool_result', tool_use_id: 'toolu_look', content: 'Here it is.' }, image]));
+    // The same turn with one character of text where the image was.
+    const textBeside = await client.messages.create(turn([{ type: 'tool_result', tool_use_id: 'toolu_look', content: 'Here it is.' }, { type: 'text', text: '.' }]));
+    const input = (message: Anthropic.Message): number => message.usage.input_tokens + (message.usage.cache_read_input_tokens ?? 0);
+    assert.equal((withImage.usage as any).image_tokens, imageTokens);
+    assert.equal(count.input_tokens, input(withImage));
+    // The image follows the tool message, where the same image sent beside the tool_result goes.
+    assert.equal(input(withImage), input(inUser));
+    // Its tokens, give or take the few that the template text and one character of text make.
+    const added = input(withImage) - input(textBeside);
+    assert.ok(added >= imageTokens - 3 && added <= imageTokens + 4, `${input(withImage)} - ${input(textBeside)} vs ${imageTokens}`);
+    // Errors about it name its field.
+    const broken = { ...image, source: { ...image.source, data: 'AAAA' } };
+    const response = await fetch(`${tools.baseUrl}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(turn([{ type: 'tool_result', tool_use_id: 'toolu_look', content: [{ type: 'text', text: 'Here it is.' }, broken] }])),
+    });
+    assertAnthropicError({ status: response.status, json: await response.json() }, 400, 'invalid_request_error', 'messages[2].content[0].content[1].source.data');
   });
 
   test('streamed tool_use: input_json_delta events assembled by the SDK', async () => {

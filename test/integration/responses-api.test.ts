@@ -13,7 +13,7 @@ import { createOpenAI } from '@ai-sdk/openai';
 import { generateText } from 'ai';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import OpenAI from 'openai';
-import { assertMatchesSchema } from '../helpers/openapi.js';
+import { assertMatchesSchema, assertResponseStreamEvent } from '../helpers/openapi.js';
 import { dataUri, makeImage } from '../helpers/images.js';
 import { COLOR_SCHEMA } from '../helpers/schemas.js';
 import { startImageHost, type ImageHost } from '../helpers/image-host.js';
@@ -90,31 +90,6 @@ const REPORT_TOOL = {
   strict: true,
 };
 
-
-/** Events by their own schema first (its errors are readable), then as the union the spec defines. */
-const EVENT_SCHEMAS: Record<string, string> = {
-  'response.created': 'ResponseCreatedEvent',
-  'response.in_progress': 'ResponseInProgressEvent',
-  'response.output_item.added': 'ResponseOutputItemAddedEvent',
-  'response.content_part.added': 'ResponseContentPartAddedEvent',
-  'response.output_text.delta': 'ResponseTextDeltaEvent',
-  'response.output_text.done': 'ResponseTextDoneEvent',
-  'response.content_part.done': 'ResponseContentPartDoneEvent',
-  'response.output_item.done': 'ResponseOutputItemDoneEvent',
-  'response.completed': 'ResponseCompletedEvent',
-  'response.incomplete': 'ResponseIncompleteEvent',
-  'response.failed': 'ResponseFailedEvent',
-  'response.function_call_arguments.delta': 'ResponseFunctionCallArgumentsDeltaEvent',
-  'response.function_call_arguments.done': 'ResponseFunctionCallArgumentsDoneEvent',
-};
-
-function assertStreamEvent(event: any): void {
-  const schema = EVENT_SCHEMAS[event.type];
-  assert.ok(schema, `unexpected event type ${event.type}`);
-  assertMatchesSchema(schema, event);
-  assertMatchesSchema('ResponseStreamEvent', event);
-}
-
 const imageInput = (url: string, text = 'Describe the image.') => [
   { role: 'user' as const, content: [{ type: 'input_text' as const, text }, { type: 'input_image' as const, image_url: url, detail: 'auto' as const }] },
 ];
@@ -164,7 +139,7 @@ describe('Responses API', () => {
     });
     const events: any[] = [];
     for await (const event of stream) {
-      assertStreamEvent(event);
+      assertResponseStreamEvent(event);
       events.push(event);
     }
     const types = events.map((event) => event.type);
@@ -458,6 +433,41 @@ describe('Responses API: function tools and structured output', () => {
     assertMatchesSchema('Response', byValue);
   });
 
+  test('an input_image in a function_call_output is carried and counted as the same image in a user message', async () => {
+    const call = { type: 'function_call' as const, call_id: 'call_look', name: 'report_color', arguments: '{"color":"red"}' };
+    const turn = (input: OpenAI.Responses.ResponseInputItem[]) =>
+      toolsClient.responses.create({
+        model: 'llama',
+        input: [{ role: 'user', content: 'Look at the image and report its colour.' }, call, ...input],
+        tools: [REPORT_TOOL],
+        tool_choice: 'none',
+        ...{ seed: 4 },
+        store: false,
+        max_output_tokens: 1,
+      });
+    const picture = { type: 'input_image' as const, image_url: image, detail: 'auto' as const };
+    const withImage = await turn([{ type: 'function_call_output', call_id: call.call_id, output: [{ type: 'input_text', text: 'Here it is.' }, picture] }]);
+    assertMatchesSchema('Response', withImage);
+    const inUser = await turn([{ type: 'function_call_output', call_id: call.call_id, output: 'Here it is.' }, { role: 'user', content: [picture] }]);
+    // The same turn with one character of text where the image was.
+    const textBeside = await turn([{ type: 'function_call_output', call_id: call.call_id, output: 'Here it is.' }, { role: 'user', content: [{ type: 'input_text', text: '.' }] }]);
+    assert.equal((withImage.usage!.input_tokens_details as any).image_tokens, imageTokens);
+    // The image follows the tool message, in a user message of its own.
+    assert.equal(withImage.usage!.input_tokens, inUser.usage!.input_tokens);
+    // Its tokens, give or take the few that the template text and one character of text make.
+    const added = withImage.usage!.input_tokens - textBeside.usage!.input_tokens;
+    assert.ok(added >= imageTokens - 3 && added <= imageTokens + 4, `${withImage.usage!.input_tokens} - ${textBeside.usage!.input_tokens} vs ${imageTokens}`);
+    // Errors about it name its field.
+    const bad = await fetch(`${tools.baseUrl}/v1/responses`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'llama', input: [call, { type: 'function_call_output', call_id: call.call_id, output: [{ type: 'input_image', image_url: 'data:image/png;base64,AAAA' }] }] }),
+    });
+    const body = (await bad.json()) as any;
+    assert.equal(bad.status, 400, JSON.stringify(body));
+    assert.equal(body.error.param, 'input[1].output[0].image_url');
+  });
+
   test('streamed function call: arguments as function_call_arguments deltas, every event valid', async () => {
     const stream = await toolsClient.responses.create({
       model: 'llama',
@@ -470,7 +480,7 @@ describe('Responses API: function tools and structured output', () => {
     });
     const events: any[] = [];
     for await (const event of stream) {
-      assertStreamEvent(event);
+      assertResponseStreamEvent(event);
       events.push(event);
     }
     const final = events.at(-1);

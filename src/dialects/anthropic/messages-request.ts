@@ -2,7 +2,8 @@
  * The Anthropic Messages API request (`POST /v1/messages`, `POST /v1/messages/count_tokens`), as zod
  * schemas, and its translation into Iris's chat request: `system` becomes a system message, `text` and
  * `image` blocks become chat parts (a `base64` source becomes a data URI and a `url` source a URL, so both
- * take the one image path), and `max_tokens`/`temperature`/`top_p`/`top_k`/`stop_sequences` the chat
+ * take the one image path), `tool_result` blocks become tool messages (the images in them open the user
+ * message that follows, since a chat tool message holds text only), and `max_tokens`/`temperature`/`top_p`/`top_k`/`stop_sequences` the chat
  * request's sampling fields. Errors name the Anthropic field (`messages[0].content[1].source.data`).
  *
  * Every field Anthropic defines is honoured, accepted because it changes nothing about the answer
@@ -55,7 +56,8 @@ const contentBlockSchema = z.discriminatedUnion('type', [textBlockSchema, imageB
     issue.code === 'invalid_union' ? "content block 'type' must be 'text', 'image', 'tool_use' or 'tool_result'" : undefined,
 });
 
-const toolSchema = z.looseObject({
+/** A client tool, as `tools` items must be (server tools are refused by name). */
+export const toolSchema = z.looseObject({
   type: z.literal('custom').nullable().optional(),
   name: toolNameSchema,
   description: z.string().nullable().optional(),
@@ -170,21 +172,38 @@ function wrongBlock(type: string, where: string, allowed: string) {
   return invalidRequest(`Invalid content block at '${where}': this message takes ${allowed} blocks, not '${type}'.`, `${where}.type`, 'invalid_value');
 }
 
-/** The text of a tool_result; an error result says so, since the model should know the call failed. */
-function toolResultText(block: { content?: string | { type: string; text?: string }[] | undefined; is_error?: boolean | null | undefined }, where: string): string {
+/** A chat content part of a user message. */
+type UserPart = { type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string } };
+
+/** An image block as a chat `image_url` part (a base64 source becomes a data URI), and the field it came from. */
+function toImagePart(block: z.output<typeof imageBlockSchema>, where: string): { part: UserPart; field: string } {
+  const source = block.source;
+  const url = source.type === 'base64' ? `data:${source.media_type};base64,${source.data}` : source.url;
+  return { part: { type: 'image_url', image_url: { url } }, field: `${where}.source.${source.type === 'base64' ? 'data' : 'url'}` };
+}
+
+/**
+ * A tool_result split into what a chat `tool` message can hold, its text (an error result says so, since
+ * the model should know the call failed), and its images, which the caller carries in the user message
+ * that follows the tool messages.
+ */
+function toolResult(
+  block: { content?: string | z.output<typeof textBlockSchema | typeof imageBlockSchema>[] | undefined; is_error?: boolean | null | undefined },
+  where: string,
+): { text: string; images: { part: UserPart; field: string }[] } {
   const content = block.content ?? '';
+  const images: { part: UserPart; field: string }[] = [];
   const text =
     typeof content === 'string'
       ? content
       : content
-          .map((part, index) => {
-            if (part.type !== 'text') {
-              throw invalidRequest(`Invalid block at '${where}.content[${index}]': images in tool results are not supported; send them in a user message.`, `${where}.content[${index}].type`, 'unsupported_parameter');
-            }
-            return part.text ?? '';
+          .flatMap((part, index) => {
+            if (part.type === 'text') return [part.text];
+            images.push(toImagePart(part, `${where}.content[${index}]`));
+            return [];
           })
           .join('');
-  return block.is_error === true ? `Error: ${text}` : text;
+  return { text: block.is_error === true ? `Error: ${text}` : text, images };
 }
 
 /** A Messages request as Iris's chat request, with the Anthropic field of each image. */
@@ -222,14 +241,20 @@ export function toChatRequest(request: Checked<MessagesRequest> | Checked<CountT
       imageFields.push([]);
       return;
     }
-    // Tool results answer the calls of the turn before, so they come first, as tool messages, in order.
+    // Tool results answer the calls of the turn before, so they come first, as tool messages, in order. A
+    // chat tool message holds text only: their images open the user message that follows.
+    const parts: UserPart[] = [];
+    const partFields: (string | undefined)[] = [];
     message.content.forEach((block, blockIndex) => {
       if (block.type !== 'tool_result') return;
-      messages.push({ role: 'tool', tool_call_id: block.tool_use_id, content: toolResultText(block, `${path}.content[${blockIndex}]`) });
+      const result = toolResult(block, `${path}.content[${blockIndex}]`);
+      messages.push({ role: 'tool', tool_call_id: block.tool_use_id, content: result.text });
       imageFields.push([]);
+      for (const image of result.images) {
+        partFields[parts.length] = image.field;
+        parts.push(image.part);
+      }
     });
-    const parts: ({ type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string } })[] = [];
-    const partFields: (string | undefined)[] = [];
     message.content.forEach((block, blockIndex) => {
       if (block.type === 'tool_result') return;
       if (block.type === 'tool_use') throw wrongBlock(block.type, `${path}.content[${blockIndex}]`, "'text', 'image' or 'tool_result'");
@@ -237,11 +262,9 @@ export function toChatRequest(request: Checked<MessagesRequest> | Checked<CountT
         parts.push({ type: 'text', text: block.text });
         return;
       }
-      const where = `${path}.content[${blockIndex}].source`;
-      const source = block.source;
-      partFields[parts.length] = source.type === 'base64' ? `${where}.data` : `${where}.url`;
-      const url = source.type === 'base64' ? `data:${source.media_type};base64,${source.data}` : source.url;
-      parts.push({ type: 'image_url', image_url: { url } });
+      const image = toImagePart(block, `${path}.content[${blockIndex}]`);
+      partFields[parts.length] = image.field;
+      parts.push(image.part);
     });
     if (parts.length > 0) {
       messages.push({ role: 'user', content: parts });

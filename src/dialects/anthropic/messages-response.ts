@@ -1,6 +1,7 @@
 /**
  * The Anthropic Messages API's answer, stream events and errors, built from Iris's engine results, stream
- * parts and error tree: `msg_` ids, `content` text blocks, `stop_reason` (`end_turn`, `max_tokens`), usage
+ * parts and error tree: `msg_` ids, `content` text blocks, `stop_reason` (`end_turn`, `max_tokens`,
+ * `tool_use`, and `stop_sequence` with the matched `stop_sequence` when the engine says which one), usage
  * with `image_tokens` as Iris's extension; the event sequence `message_start`, `ping`,
  * `content_block_start`, `content_block_delta`*, `content_block_stop`, `message_delta`, `message_stop`;
  * and errors as `{"type":"error","error":{"type","message"},"request_id"}` with Anthropic's status codes.
@@ -33,8 +34,9 @@ export interface AnthropicMessage {
   role: 'assistant';
   model: string;
   content: AnthropicContentBlock[];
-  stop_reason: 'end_turn' | 'max_tokens' | 'tool_use' | null;
-  stop_sequence: null;
+  stop_reason: 'end_turn' | 'max_tokens' | 'stop_sequence' | 'tool_use' | null;
+  /** The stop sequence that ended the message (with `stop_reason: "stop_sequence"`), else null. */
+  stop_sequence: string | null;
   usage: AnthropicUsage;
 }
 
@@ -62,8 +64,13 @@ export function toAnthropicUsage(usage: EngineUsage, imageTokens: number | undef
   };
 }
 
-function stopReason(finishReason: FinishReason): AnthropicMessage['stop_reason'] {
-  return finishReason === 'length' ? 'max_tokens' : finishReason === 'tool_calls' ? 'tool_use' : 'end_turn';
+/**
+ * `stop_reason` and `stop_sequence` of an answer. A stop sequence is named only when the engine said which
+ * one matched; otherwise a stop is `end_turn` (an engine that cannot tell is never guessed for).
+ */
+function stopFields(finishReason: FinishReason, stopSequence: string | undefined): Pick<AnthropicMessage, 'stop_reason' | 'stop_sequence'> {
+  if (finishReason === 'stop' && stopSequence !== undefined) return { stop_reason: 'stop_sequence', stop_sequence: stopSequence };
+  return { stop_reason: finishReason === 'length' ? 'max_tokens' : finishReason === 'tool_calls' ? 'tool_use' : 'end_turn', stop_sequence: null };
 }
 
 /** A call's arguments as the object Anthropic's `input` is (`{}` when the model wrote no valid JSON object). */
@@ -87,8 +94,7 @@ export function buildMessage(id: string, model: string, choice: EngineChoice, us
       ...(choice.text === '' ? [] : [{ type: 'text' as const, text: choice.text }]),
       ...choice.toolCalls.map((call) => ({ type: 'tool_use' as const, id: call.id, name: call.name, input: toInput(call.arguments) })),
     ],
-    stop_reason: stopReason(choice.finishReason),
-    stop_sequence: null,
+    ...stopFields(choice.finishReason, choice.stopSequence),
     usage: toAnthropicUsage(usage, imageTokens),
   };
 }
@@ -169,7 +175,7 @@ export class AnthropicStreamTranslator {
     const events = this.#stop();
     const usage = toAnthropicUsage(this.#outcome.usage, this.#imageTokens);
     events.push(
-      event('message_delta', { delta: { stop_reason: stopReason(this.#outcome.finishReason), stop_sequence: null }, usage }),
+      event('message_delta', { delta: stopFields(this.#outcome.finishReason, this.#outcome.stopSequence), usage }),
       event('message_stop', {}),
     );
     return events;

@@ -1,7 +1,8 @@
 /**
  * The OpenAI Responses API request (`POST /v1/responses`), as zod schemas, and its translation into Iris's
  * chat request: `instructions` and the input items become chat messages (`input_image` parts become
- * `image_url` parts, so they take the one image path), `max_output_tokens`/`temperature`/`top_p` become the
+ * `image_url` parts, so they take the one image path; those of `function_call_output` items follow the
+ * tool messages in a user message, since a chat tool message holds text only), `max_output_tokens`/`temperature`/`top_p` become the
  * chat request's sampling fields. Errors name the Responses field (`input[0].content[1].image_url`).
  *
  * Every field OpenAI defines is honoured, accepted because it changes nothing about the answer (`user`,
@@ -81,7 +82,8 @@ const nullableString = z.string().nullable().optional();
 /** OpenAI's rule for function names (tools and named tool_choice). */
 const functionNameSchema = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, underscores or dashes');
 
-const functionToolSchema = z.looseObject({
+/** A function tool, as `tools` items must be (hosted tools are refused by name). */
+export const functionToolSchema = z.looseObject({
   type: z.literal('function'),
   name: functionNameSchema,
   description: nullableString,
@@ -259,8 +261,18 @@ export function toChatRequest(request: ParsedResponsesRequest, history: readonly
     messages.push({ role: 'user', content: request.input });
     sources.push({ parts: [] });
   } else {
+    // A chat tool message holds text only: images of function_call_output items follow them, in one user
+    // message after the run of outputs they belong to.
+    let toolImages: { parts: ImagePart[]; fields: string[] } = { parts: [], fields: [] };
+    const flushToolImages = (): void => {
+      if (toolImages.parts.length === 0) return;
+      messages.push({ role: 'user', content: toolImages.parts });
+      sources.push({ parts: toolImages.fields });
+      toolImages = { parts: [], fields: [] };
+    };
     request.input.forEach((item, index) => {
       const path = `input[${index}]`;
+      if (item.type !== 'function_call_output') flushToolImages();
       if (item.type === 'function_call') {
         // Calls join the assistant turn they belong to: the message just before, or a new one.
         const call = { id: item.call_id, type: 'function' as const, function: { name: item.name, arguments: item.arguments } };
@@ -274,14 +286,18 @@ export function toChatRequest(request: ParsedResponsesRequest, history: readonly
         return;
       }
       if (item.type === 'function_call_output') {
-        messages.push({ role: 'tool', tool_call_id: item.call_id, content: toolOutputText(item.output, `${path}.output`) });
+        const output = toolOutput(item.output, `${path}.output`);
+        messages.push({ role: 'tool', tool_call_id: item.call_id, content: output.text });
         sources.push({ parts: [] });
+        toolImages.parts.push(...output.images.map((image) => image.part));
+        toolImages.fields.push(...output.images.map((image) => image.field));
         return;
       }
       const { message, parts } = toChatMessage(item, path);
       messages.push(message);
       sources.push({ parts });
     });
+    flushToolImages();
   }
   if (messages.length === 0) throw invalidRequest("'input' must contain at least one item.", 'input', 'invalid_value');
   const chat: ChatRequest = {
@@ -317,17 +333,37 @@ export function toChatRequest(request: ParsedResponsesRequest, history: readonly
   };
 }
 
-/** The text of a function_call_output: a string, or input_text parts (tool results carry no images here). */
-function toolOutputText(output: string | { type: string; text?: unknown }[], path: string): string {
-  if (typeof output === 'string') return output;
-  return output
-    .map((part, index) => {
-      if (part.type !== 'input_text' || typeof part.text !== 'string') {
-        throw invalidRequest(`Invalid tool output part at '${path}[${index}]': only 'input_text' parts are supported.`, `${path}[${index}].type`, 'unsupported_parameter');
+/** A chat `image_url` part. */
+type ImagePart = { type: 'image_url'; image_url: { url: string; detail?: 'low' | 'high' | 'auto' } };
+
+/** An `input_image` part as a chat image part, and the field of its URL; `file_id` is refused. */
+function toImagePart(part: z.output<typeof inputImageSchema>, where: string): { part: ImagePart; field: string } {
+  if (part.image_url == null) {
+    const why = part.file_id == null ? "'image_url' is required" : "'file_id' is not supported (Iris has no file store); send 'image_url'";
+    throw invalidRequest(`Invalid input image at '${where}': ${why}.`, `${where}.${part.file_id == null ? 'image_url' : 'file_id'}`, 'invalid_value');
+  }
+  return {
+    part: { type: 'image_url', image_url: { url: part.image_url, ...(part.detail == null ? {} : { detail: part.detail }) } },
+    field: `${where}.image_url`,
+  };
+}
+
+/** A function_call_output's text (a string, or its input_text parts) and its input_image parts. */
+function toolOutput(output: string | z.output<typeof contentPartSchema>[], path: string): { text: string; images: { part: ImagePart; field: string }[] } {
+  if (typeof output === 'string') return { text: output, images: [] };
+  const images: { part: ImagePart; field: string }[] = [];
+  const text = output
+    .flatMap((part, index) => {
+      const where = `${path}[${index}]`;
+      if (part.type === 'input_text') return [part.text];
+      if (part.type === 'input_image') {
+        images.push(toImagePart(part, where));
+        return [];
       }
-      return part.text;
+      throw invalidRequest(`Invalid tool output part at '${where}': only 'input_text' and 'input_image' parts are supported.`, `${where}.type`, 'unsupported_parameter');
     })
     .join('');
+  return { text, images };
 }
 
 function toChatMessage(item: Extract<ResponsesInputItem, { type: 'message' }>, path: string): { message: ChatMessage; parts: (string | undefined)[] } {
@@ -339,12 +375,9 @@ function toChatMessage(item: Extract<ResponsesInputItem, { type: 'message' }>, p
       const where = `${path}.content[${index}]`;
       if (part.type === 'input_text') return { type: 'text' as const, text: part.text };
       if (part.type !== 'input_image') throw wrongPart(part.type, where, role, "'input_text' or 'input_image'");
-      if (part.image_url == null) {
-        const why = part.file_id == null ? "'image_url' is required" : "'file_id' is not supported (Iris has no file store); send 'image_url'";
-        throw invalidRequest(`Invalid input image at '${where}': ${why}.`, `${where}.${part.file_id == null ? 'image_url' : 'file_id'}`, 'invalid_value');
-      }
-      parts[index] = `${where}.image_url`;
-      return { type: 'image_url' as const, image_url: { url: part.image_url, ...(part.detail == null ? {} : { detail: part.detail }) } };
+      const image = toImagePart(part, where);
+      parts[index] = image.field;
+      return image.part;
     });
     if (chatParts.length === 0) throw invalidRequest(`'${path}.content' must not be empty.`, `${path}.content`, 'invalid_value');
     return { message: { role, content: chatParts }, parts };

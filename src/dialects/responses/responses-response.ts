@@ -225,7 +225,8 @@ type OpenItem =
  * `response.in_progress`, then per output item `output_item.added`, its content (`content_part.added`,
  * `output_text.delta`*, `output_text.done`, `content_part.done` for a message;
  * `function_call_arguments.delta`*, `function_call_arguments.done` for a call) and `output_item.done`; and
- * `response.completed` / `response.incomplete` (or `response.failed` on an error). Numbers the events.
+ * `response.completed` / `response.incomplete` (or `response.failed` and `error` on an error). Numbers the
+ * events.
  */
 export class ResponseStreamTranslator {
   #response: ResponseObject;
@@ -280,10 +281,19 @@ export class ResponseStreamTranslator {
     return events;
   }
 
-  /** A `response.failed` event for an error after the stream started. */
+  /**
+   * The events for an error after the stream started: `response.failed` (the response, `failed` with its
+   * error, for clients that follow the response's lifecycle), then an `error` event. That one carries the
+   * error twice: at its top level as the spec's `ResponseErrorEvent` has it, and nested under `error` as
+   * OpenAI's own servers send it, which is what makes the official SDKs throw instead of ending quietly.
+   */
   fail(error: IrisError): ResponseStreamEvent[] {
-    this.#response = { ...this.#response, status: 'failed', error: responseError(error) };
-    return [this.#event('response.failed', { response: this.#response })];
+    const { code, message } = responseError(error);
+    this.#response = { ...this.#response, status: 'failed', error: { code, message } };
+    return [
+      this.#event('response.failed', { response: this.#response }),
+      this.#event('error', { code, message, param: error.param, error: { type: error.type, code, message, param: error.param } }),
+    ];
   }
 
   #startMessage(): ResponseStreamEvent[] {

@@ -122,7 +122,11 @@ export class LlamaServerEngine implements Engine {
       // Whether a part reached the caller: until then a failure rejects (the engine contract).
       let produced = false;
       try {
-        const decoderOptions = { source: 'llama-server', streamError: (error: UpstreamErrorBody) => upstreamError(streamErrorStatus(error), error, request, this.#logger) };
+        const decoderOptions = {
+          source: 'llama-server',
+          streamError: (error: UpstreamErrorBody) => upstreamError(streamErrorStatus(error), error, request, this.#logger),
+          stop: request.params.stop,
+        };
         for await (const part of decodeOpenAIChatStream(response.body, decoderOptions)) {
           // Some chat formats let the grammar repeat the call even when told not to: one call it is.
           if (part.type === 'tool-call-delta' && part.index > 0 && request.parallelToolCalls === false) continue;
@@ -315,6 +319,12 @@ function quotesRequest(message: string, request: EngineRequest): boolean {
 function toLlamaBody(request: EngineRequest, cachePrompt: boolean): Record<string, unknown> {
   // Prompt-cache reuse is safe: llama.cpp keeps results identical for a given seed and prompt.
   const body: Record<string, unknown> = { ...toOpenAIChatBody(request), cache_prompt: cachePrompt };
+  // llama-server says which stop sequence ended a choice only in its debug object; `response_fields` cuts
+  // that object down to the two fields that tell (the stream decoder reads them).
+  if (request.params.stop !== undefined && request.params.stop.length > 0) {
+    body['verbose'] = true;
+    body['response_fields'] = ['stop_type', 'stopping_word'];
+  }
   // llama-server reads top_logprobs 0 as "no logprobs at all".
   if (request.topLogprobs === 0) body['top_logprobs'] = 1;
   // llama-server takes tool_choice as a string only: a named function becomes "required" over that one tool.

@@ -229,6 +229,8 @@ export class OpenAIUpstreamEngine implements Engine {
           const decoderOptions = {
             source: `The upstream server of model '${this.#settings.id}'`,
             streamError: (error: UpstreamErrorBody) => streamErrorToIrisError(error, this.#settings.id),
+            // Only what the upstream says of its own accord (vLLM, SGLang): Iris sends no extra fields.
+            stop: request.params.stop,
           };
           for await (const part of decodeOpenAIChatStream(response.body, decoderOptions)) {
             if (!produced) this.#pool.recordSuccess(endpoint);
