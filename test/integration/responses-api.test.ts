@@ -348,12 +348,14 @@ describe('Responses API: stored in the database', () => {
       assert.equal((await sdk.responses.retrieve(small.id)).id, small.id);
       const large = await sdk.responses.create({ model: MODEL, input: 'word '.repeat(1000), max_output_tokens: 2 });
       await assert.rejects(sdk.responses.retrieve(large.id), (error: any) => error.status === 404);
-      assert.ok(server.logRecords('larger than --responses-max-bytes').some((line) => line['responseId'] === large.id));
+      // The log is written asynchronously: the line may follow the answer by a moment.
+      const logged = (fragment: string, id: string) => waitFor(() => server!.logRecords(fragment).some((line) => line['responseId'] === id));
+      assert.ok(await logged('larger than --responses-max-bytes', large.id));
 
       await postgres.stop();
       const unsaved = await sdk.responses.create({ model: MODEL, input: 'hi', max_output_tokens: 2 });
       assert.match(unsaved.id, /^resp_/);
-      assert.ok(server.logRecords('could not store the response').some((line) => line['responseId'] === unsaved.id));
+      assert.ok(await logged('could not store the response', unsaved.id));
       const streamed = await sdk.responses.create({ model: MODEL, input: 'hi', max_output_tokens: 2, stream: true });
       const types: string[] = [];
       for await (const event of streamed) types.push(event.type);
