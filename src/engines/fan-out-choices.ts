@@ -18,13 +18,15 @@ export function completeChoices(engine: Engine, request: EngineRequest): Promise
   return collectCompletion(streamChoices(engine, request));
 }
 
-/** The stream of all `request.n` choices, each part tagged with its choice index. */
-export async function* streamChoices(engine: Engine, request: EngineRequest): AsyncGenerator<StreamPart> {
-  const n = request.n ?? 1;
-  if (n <= engine.capabilities.maxChoicesPerRequest) {
-    yield* engine.stream(request);
-    return;
-  }
+/**
+ * The stream of all `request.n` choices, each part tagged with its choice index: the engine's own stream
+ * when it produces them all (no step in between), else the merged fan-out.
+ */
+export function streamChoices(engine: Engine, request: EngineRequest): AsyncIterable<StreamPart> {
+  return (request.n ?? 1) <= engine.capabilities.maxChoicesPerRequest ? engine.stream(request) : fanOut(engine, request, request.n ?? 1);
+}
+
+async function* fanOut(engine: Engine, request: EngineRequest, n: number): AsyncGenerator<StreamPart> {
   const controller = new AbortController();
   const signal = AbortSignal.any([request.signal, controller.signal]);
   const iterators = Array.from({ length: n }, (_, index) => {

@@ -78,50 +78,52 @@ export async function* decodeOpenAIChatStream(
   const noteStop = (index: number, value: unknown): void => {
     if (typeof value === 'string' && stops.has(value)) stoppedOn.set(index, value);
   };
-  for await (const data of parseSseData(body)) {
-    if (data === '[DONE]') continue;
-    let chunk: WireChunk;
-    try {
-      chunk = JSON.parse(data) as WireChunk;
-    } catch (error) {
-      throw engineFailed(`${options.source} sent a stream chunk that is not JSON.`, 'engine_error', error);
-    }
-    if (chunk.error !== undefined && chunk.error !== null) throw options.streamError(readUpstreamError({ error: chunk.error }));
-    // llama-server sends one choice per chunk; its debug object describes that choice.
-    if (chunk.__verbose?.stop_type === 'word') noteStop(chunk.choices?.[0]?.index ?? 0, chunk.__verbose.stopping_word);
-    for (const choice of chunk.choices ?? []) {
-      const index = choice.index ?? 0;
-      noteStop(index, choice.stop_reason);
-      noteStop(index, choice.matched_stop);
-      const delta = choice.delta;
-      if (typeof delta?.content === 'string' && delta.content.length > 0) yield { type: 'text-delta', choice: index, text: delta.content };
-      for (const call of delta?.tool_calls ?? []) {
-        const key = `${index}:${call.index ?? 0}`;
-        let id: string | undefined;
-        if (!toolCallIds.has(key)) {
-          id = toToolCallId(call.id);
-          toolCallIds.set(key, id);
+  for await (const events of parseSseData(body)) {
+    for (const data of events) {
+      if (data === '[DONE]') continue;
+      let chunk: WireChunk;
+      try {
+        chunk = JSON.parse(data) as WireChunk;
+      } catch (error) {
+        throw engineFailed(`${options.source} sent a stream chunk that is not JSON.`, 'engine_error', error);
+      }
+      if (chunk.error !== undefined && chunk.error !== null) throw options.streamError(readUpstreamError({ error: chunk.error }));
+      // llama-server sends one choice per chunk; its debug object describes that choice.
+      if (chunk.__verbose?.stop_type === 'word') noteStop(chunk.choices?.[0]?.index ?? 0, chunk.__verbose.stopping_word);
+      for (const choice of chunk.choices ?? []) {
+        const index = choice.index ?? 0;
+        noteStop(index, choice.stop_reason);
+        noteStop(index, choice.matched_stop);
+        const delta = choice.delta;
+        if (typeof delta?.content === 'string' && delta.content.length > 0) yield { type: 'text-delta', choice: index, text: delta.content };
+        for (const call of delta?.tool_calls ?? []) {
+          const key = `${index}:${call.index ?? 0}`;
+          let id: string | undefined;
+          if (!toolCallIds.has(key)) {
+            id = toToolCallId(call.id);
+            toolCallIds.set(key, id);
+          }
+          const name = call.function?.name;
+          yield {
+            type: 'tool-call-delta',
+            choice: index,
+            index: call.index ?? 0,
+            ...(id === undefined ? {} : { id }),
+            ...(name ? { name } : {}),
+            argumentsDelta: call.function?.arguments ?? '',
+          };
         }
-        const name = call.function?.name;
-        yield {
-          type: 'tool-call-delta',
-          choice: index,
-          index: call.index ?? 0,
-          ...(id === undefined ? {} : { id }),
-          ...(name ? { name } : {}),
-          argumentsDelta: call.function?.arguments ?? '',
-        };
+        const logprobs = choice.logprobs?.content;
+        if (logprobs && logprobs.length > 0) yield { type: 'logprobs', choice: index, content: logprobs.map(toTokenLogprob) };
+        if (choice.finish_reason) {
+          finished += 1;
+          const finishReason = toFinishReason(choice.finish_reason);
+          const stopSequence = finishReason === 'stop' ? stoppedOn.get(index) : undefined;
+          yield { type: 'finish', choice: index, finishReason, ...(stopSequence === undefined ? {} : { stopSequence }) };
+        }
       }
-      const logprobs = choice.logprobs?.content;
-      if (logprobs && logprobs.length > 0) yield { type: 'logprobs', choice: index, content: logprobs.map(toTokenLogprob) };
-      if (choice.finish_reason) {
-        finished += 1;
-        const finishReason = toFinishReason(choice.finish_reason);
-        const stopSequence = finishReason === 'stop' ? stoppedOn.get(index) : undefined;
-        yield { type: 'finish', choice: index, finishReason, ...(stopSequence === undefined ? {} : { stopSequence }) };
-      }
+      if (chunk.usage) usage = toUsage(chunk.usage);
     }
-    if (chunk.usage) usage = toUsage(chunk.usage);
   }
   if (finished === 0) throw engineFailed(`${options.source} ended the stream without finishing.`, 'engine_crashed');
   if (usage) yield { type: 'usage', usage };

@@ -21,7 +21,7 @@ import { checkCapabilities, toEngineInputs, toEngineOptions, totalImageTokens, t
 import type { Drain } from './drain.js';
 import { withRequestId } from './error-handler.js';
 import { estimateTextTokens, type RequestAccounting, type RequestTicket } from './request-accounting.js';
-import { observeStream } from './request-observation.js';
+import { observePart, type RequestObservation } from './request-observation.js';
 
 /** What the pipeline needs. */
 export interface ChatPipelineDeps {
@@ -115,7 +115,7 @@ export async function runChatPipeline<P extends PreparedChat, T>(
     const queued = performance.now();
     releaseSlots = await lease.scheduler.acquire(abort.signal, chat.n ?? 1);
     observation.queueWaitSeconds = (performance.now() - queued) / 1000;
-    const parts = (): AsyncGenerator<StreamPart> => account(observeStream(streamChoices(engine, engineRequest), observation), ticket);
+    const parts = (): AsyncGenerator<StreamPart> => watch(streamChoices(engine, engineRequest), observation, ticket);
     const run: ChatRun = {
       model: chat.model,
       imageTokens,
@@ -146,9 +146,10 @@ export async function runChatPipeline<P extends PreparedChat, T>(
   }
 }
 
-/** Tells the request's ticket what the engine did: each piece of text, the usage, a failure. */
-async function* account(parts: AsyncGenerator<StreamPart>, ticket: RequestTicket): AsyncGenerator<StreamPart> {
+/** Tells the request's observation and ticket what the engine did: each piece of text, the usage, a failure. */
+async function* watch(parts: AsyncIterable<StreamPart>, observation: RequestObservation, ticket: RequestTicket): AsyncGenerator<StreamPart> {
   for await (const part of parts) {
+    observePart(part, observation);
     if (part.type === 'text-delta' || part.type === 'tool-call-delta') ticket.delta();
     else if (part.type === 'usage') ticket.usage(part.usage);
     else if (part.type === 'error') ticket.fail(part.error);
@@ -222,25 +223,36 @@ export async function countChatTokens(
   }
 }
 
+/**
+ * Waits for the stream's first part (so that a failure before it rejects), then hands out that part and the
+ * rest of the stream without a step in between: the stream's own `next` answers after the first.
+ */
 async function startStream(iterator: AsyncGenerator<StreamPart>): Promise<AsyncGenerator<StreamPart, void, undefined>> {
-  let first: IteratorResult<StreamPart>;
+  let first: IteratorResult<StreamPart> | undefined;
   try {
     first = await iterator.next();
   } catch (error) {
     await iterator.return(undefined);
     throw error;
   }
-  return (async function* replay() {
-    try {
-      let result = first;
-      while (!result.done) {
-        yield result.value;
-        result = await iterator.next();
-      }
-    } finally {
-      await iterator.return(undefined);
-    }
-  })();
+  const started: AsyncGenerator<StreamPart, void, undefined> = {
+    next: () => {
+      if (first === undefined) return iterator.next();
+      const result = first;
+      first = undefined;
+      return Promise.resolve(result);
+    },
+    return: (value) => {
+      first = undefined;
+      return iterator.return(value);
+    },
+    throw: (error: unknown) => {
+      first = undefined;
+      return iterator.throw(error);
+    },
+    [Symbol.asyncIterator]: () => started,
+  };
+  return started;
 }
 
 function toGenerationParams(chat: ChatRequest): GenerationParams {

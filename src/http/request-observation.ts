@@ -128,17 +128,14 @@ function finish(request: FastifyRequest, reply: FastifyReply, endpoint: Endpoint
   else request.log.info(line, 'request completed');
 }
 
-/** Passes a stream through, noting when text starts and stops and what usage it reports. */
-export async function* observeStream(stream: AsyncIterable<StreamPart>, observation: RequestObservation): AsyncGenerator<StreamPart> {
-  for await (const part of stream) {
-    if (part.type === 'text-delta') {
-      const now = performance.now();
-      observation.firstTokenAt ??= now;
-      observation.lastTokenAt = now;
-    } else if (part.type === 'usage') {
-      observation.promptTokens = part.usage.promptTokens;
-      observation.completionTokens = part.usage.completionTokens;
-    }
-    yield part;
+/** Notes what one stream part says: when text starts and stops, and the usage. */
+export function observePart(part: StreamPart, observation: RequestObservation): void {
+  if (part.type === 'text-delta') {
+    const now = performance.now();
+    observation.firstTokenAt ??= now;
+    observation.lastTokenAt = now;
+  } else if (part.type === 'usage') {
+    observation.promptTokens = part.usage.promptTokens;
+    observation.completionTokens = part.usage.completionTokens;
   }
 }
