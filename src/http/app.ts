@@ -2,7 +2,7 @@
  * Builds the Fastify app: body parsing, auth on the API routes, the routes, and the one error handler.
  * The app owns no resources of its own; main.ts creates the parts it is given and disposes of them.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { IrisConfig } from '../config/config.js';
 import type { ImagePipeline } from '../images/image-pipeline.js';
 import type { Logger } from '../logger.js';
@@ -18,6 +18,7 @@ import { createBodyBudget } from './body-budget.js';
 import { guardConnections } from './connection-guard.js';
 import { handleClientError, installErrorHandler } from './error-handler.js';
 import { observeRequests, requestIdOf } from './request-observation.js';
+import { liftDataUris } from './json-body.js';
 import { findIllFormedText } from '../protocol/well-formed-text.js';
 import { RequestAccounting } from './request-accounting.js';
 import { registerAnthropicMessages } from './routes/anthropic-messages.js';
@@ -83,10 +84,16 @@ export function createApp(deps: AppDeps): FastifyInstance {
   });
   guardConnections(app.server, limits.maxConnections);
 
-  // curl -d sends application/x-www-form-urlencoded by default; read any body as JSON, as the hosted API does.
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
-    app.getDefaultJsonParser('error', 'error')(_request, body as string, done);
-  });
+  // Every body is read as JSON (curl -d sends application/x-www-form-urlencoded by default; the hosted API
+  // reads it as JSON too), with large image data URIs kept out of the parser (json-body.ts).
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  const jsonBody = (request: FastifyRequest, body: string | Buffer, done: (error: Error | null, value?: unknown) => void): void => {
+    const lifted = liftDataUris(typeof body === 'string' ? Buffer.from(body) : body);
+    parseJson(request, lifted.text, (error, value) => (error ? done(error, undefined) : done(null, lifted.restore(value))));
+  };
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, jsonBody);
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, jsonBody);
   // Valid JSON may still hold text that is not valid Unicode (lone surrogates): refused here, by field, for
   // every route, before any of them reads the body.
   app.addHook('preValidation', async (request) => {
