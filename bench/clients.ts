@@ -27,13 +27,15 @@ export interface RequestTiming {
 
 /** Sends a chat completion (the body's `model` is the target's) and waits for all of the answer. */
 export async function chat(target: Target, body: Record<string, unknown>): Promise<RequestTiming> {
+  // Serialized before the clock starts: the client's own JSON work (12 ms for a 12 MP data URI) is not the server's.
+  const text = JSON.stringify({ ...body, model: target.model });
   const started = performance.now();
   const send = () =>
     request(`${target.baseUrl}/v1/chat/completions`, {
       method: 'POST',
       dispatcher: agent,
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ ...body, model: target.model }),
+      body: text,
       headersTimeout: 0,
       bodyTimeout: 0,
     });
