@@ -216,6 +216,10 @@ describe('Responses API', () => {
     const after = await get(`/v1/openai/responses/${response.id}/input_items?order=asc&after=${ids[1]}&limit=1`);
     assertMatchesSchema('ResponseItemList', after.json);
     assert.deepEqual([after.json.data.map((item: any) => item.id), after.json.has_more], [[ids[2]], true]);
+    // Past the last item: an empty page, still valid (first_id and last_id are strings in the spec).
+    const past = await get(`/v1/responses/${response.id}/input_items?order=asc&after=${ids[3]}`);
+    assertMatchesSchema('ResponseItemList', past.json);
+    assert.deepEqual([past.json.data, past.json.has_more], [[], false]);
     const firstItems = await get(`/v1/responses/${first.id}/input_items`);
     assertMatchesSchema('ResponseItemList', firstItems.json);
     assert.deepEqual(firstItems.json.data.map((item: any) => [item.role, item.content]), [['user', [{ type: 'input_text', text: 'Hello.' }]]]);
