@@ -157,6 +157,7 @@ describe('Responses API', () => {
 
   test('previous_response_id continues a conversation that held an image; GET and DELETE by its key only', async () => {
     const first = await client.responses.create({ model: MODEL, input: imageInput(image), max_output_tokens: 4, temperature: 0 });
+    assertMatchesSchema('Response', first);
     const second = await client.responses.create({ model: MODEL, input: 'And again?', previous_response_id: first.id, max_output_tokens: 4, temperature: 0 });
     assertMatchesSchema('Response', second);
     assert.equal(second.previous_response_id, first.id);
@@ -240,6 +241,7 @@ describe('Responses API', () => {
 
   test('store: false keeps nothing', async () => {
     const response = await client.responses.create({ model: MODEL, input: 'hello', max_output_tokens: 2, store: false });
+    assertMatchesSchema('Response', response);
     assert.equal((response as any).store, false);
     await assert.rejects(client.responses.retrieve(response.id), (error: any) => error.status === 404);
   });
@@ -321,6 +323,7 @@ describe('Responses API: stored in the database', () => {
       const items = await sdk.responses.inputItems.list(created.id);
       assert.deepEqual(items.data.map((item: any) => item.content[1]), [{ type: 'input_image', image_url: image, detail: 'auto' }]);
       const next = await sdk.responses.create({ model: MODEL, input: 'And again?', previous_response_id: created.id, max_output_tokens: 4, temperature: 0 });
+      assertMatchesSchema('Response', next);
       assert.equal(next.previous_response_id, created.id);
       assert.equal((next.usage!.input_tokens_details as any).image_tokens, imageTokens, 'the stored image is part of the follow-up');
       assert.ok(next.usage!.input_tokens > created.usage!.input_tokens);
@@ -334,6 +337,7 @@ describe('Responses API: stored in the database', () => {
       const sdk = openai(server);
       await assert.rejects(sdk.responses.retrieve(created.id), (error: any) => error.status === 404);
       const unstored = await sdk.responses.create({ model: MODEL, input: 'hi', max_output_tokens: 2 });
+      assertMatchesSchema('Response', unstored);
       assert.equal((unstored as any).store, false);
       await assert.rejects(sdk.responses.retrieve(unstored.id), (error: any) => error.status === 404);
     } finally {
@@ -351,6 +355,7 @@ describe('Responses API: stored in the database', () => {
       const small = await sdk.responses.create({ model: MODEL, input: 'hi', max_output_tokens: 2 });
       assert.equal((await sdk.responses.retrieve(small.id)).id, small.id);
       const large = await sdk.responses.create({ model: MODEL, input: 'word '.repeat(1000), max_output_tokens: 2 });
+      assertMatchesSchema('Response', large);
       await assert.rejects(sdk.responses.retrieve(large.id), (error: any) => error.status === 404);
       // The log is written asynchronously: the line may follow the answer by a moment.
       const logged = (fragment: string, id: string) => waitFor(() => server!.logRecords(fragment).some((line) => line['responseId'] === id));
@@ -358,11 +363,15 @@ describe('Responses API: stored in the database', () => {
 
       await postgres.stop();
       const unsaved = await sdk.responses.create({ model: MODEL, input: 'hi', max_output_tokens: 2 });
+      assertMatchesSchema('Response', unsaved);
       assert.match(unsaved.id, /^resp_/);
       assert.ok(await logged('could not store the response', unsaved.id));
       const streamed = await sdk.responses.create({ model: MODEL, input: 'hi', max_output_tokens: 2, stream: true });
       const types: string[] = [];
-      for await (const event of streamed) types.push(event.type);
+      for await (const event of streamed) {
+        assertResponseStreamEvent(event);
+        types.push(event.type);
+      }
       assert.ok(['response.completed', 'response.incomplete'].includes(types.at(-1)!), types.join());
       for (const path of [`/v1/responses/${small.id}`, `/v1/responses/${small.id}/input_items`]) {
         assertError(await get(path, KEY, server.baseUrl), 500, null, 'internal_error');
