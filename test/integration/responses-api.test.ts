@@ -263,6 +263,13 @@ describe('Responses API', () => {
 
   test('refused and bad input: 400s naming the field, in OpenAI error shape', async () => {
     assertError(await post('/v1/responses', { model: MODEL, input: 'hi', tools: [{ type: 'web_search' }] }), 400, 'tools[0].type', 'unsupported_parameter');
+    assertError(await post('/v1/responses', { model: MODEL, input: 'hi', tools: [{ type: 'file_search', vector_store_ids: ['vs_1'] }] }), 400, 'tools[0].type', 'unsupported_parameter');
+    assertError(
+      await post('/v1/responses', { model: MODEL, input: 'hi', tools: [REPORT_TOOL, { type: 'computer_use_preview', display_width: 1024, display_height: 768, environment: 'browser' }] }),
+      400,
+      'tools[1].type',
+      'unsupported_parameter',
+    );
     assertError(await post('/v1/responses', { model: MODEL, input: 'hi', tools: [{ type: 'code_interpreter', container: { type: 'auto' } }] }), 400, 'tools[0].type', 'unsupported_parameter');
     assertError(await post('/v1/responses', { model: MODEL, input: 'hi', truncation: 'auto' }), 400, 'truncation', 'unsupported_parameter');
     assertError(await post('/v1/responses', { model: MODEL, input: 'hi', background: true }), 400, 'background', 'unsupported_parameter');
