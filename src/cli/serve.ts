@@ -23,7 +23,7 @@ import { ModelRegistry } from '../models/model-registry.js';
 import { ModelSources, type LlamaServerBinary } from '../models/model-sources.js';
 import { locateLlamaServer } from './build.js';
 import { CliUsageError, ConfigError } from '../errors.js';
-import { ApiKeyStore, KeyDirectory } from '../store/api-keys.js';
+import { KeyDirectory } from '../store/api-keys.js';
 import { RateLimiter } from '../store/rate-limiter.js';
 import { openStore } from '../store/store.js';
 import { UsageRecorder } from '../store/usage-records.js';
@@ -55,7 +55,7 @@ export async function runServer(config: IrisConfig, deps: { logger: Logger; env:
   const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }, Date.now, {
     responses: { retentionMs: config.responses.retention, maxBytes: config.responses.maxBytes },
   });
-  const directory = new KeyDirectory(new ApiKeyStore(store.db), {
+  const directory = new KeyDirectory(store.keys, {
     refreshMs: 2000,
     onError: (error) => logger.warn({ err: error }, 'could not reload API keys from the database'),
   });

@@ -4,6 +4,7 @@ import { parseMessagesRequest } from '../dialects/anthropic/messages-request.js'
 import { buildMessage } from '../dialects/anthropic/messages-response.js';
 import { parseResponsesRequest } from '../dialects/responses/responses-request.js';
 import { finishedResponse, initialResponse, newResponseId, outputItems } from '../dialects/responses/responses-response.js';
+import { listInputItems, toInputItems } from '../dialects/responses/stored-response.js';
 import { chatRequestSchema } from '../protocol/chat-request.js';
 import { assertValidOpenApi31, componentValidators } from '../../test/helpers/iris-openapi.js';
 import { buildOpenApiDocument, CHAT_REQUEST_EXTENSIONS, EXTENSION_MARKER } from './openapi-document.js';
@@ -112,4 +113,31 @@ test('the answers the dialects build match the response schemas the document dec
   const message = buildMessage('msg_1', 'm', { ...choice, finishReason: 'stop', stopSequence: 'END' }, usage, undefined);
   const validateMessage = schema('AnthropicMessage');
   assert.ok(validateMessage(message), JSON.stringify(validateMessage.errors));
+});
+
+test('the input_items route is described with its paging parameters, and the lists it answers match the declared schema', () => {
+  for (const path of ['/v1/responses/{id}/input_items', '/v1/openai/responses/{id}/input_items']) {
+    const operation = document.paths[path]?.['get'] as { parameters: { name: string; in: string }[]; responses: Record<string, unknown> } | undefined;
+    assert.ok(operation, path);
+    assert.deepEqual(operation.parameters.map((parameter) => `${parameter.in}:${parameter.name}`), ['path:id', 'query:limit', 'query:order', 'query:after']);
+    assert.deepEqual(Object.keys(operation.responses).sort(), ['200', '400', '401', '404']);
+  }
+  const validate = componentValidators(document)('ResponseItemList');
+  const image = { type: 'input_image', image_url: 'data:image/png;base64,AAAA', detail: 'low' };
+  const request = parseResponsesRequest({
+    model: 'm',
+    input: [
+      { role: 'developer', content: 'Be terse.' },
+      { role: 'user', content: [{ type: 'input_text', text: 'x' }, image] },
+      { role: 'assistant', content: [{ type: 'output_text', text: 'A cat.' }, { type: 'refusal', refusal: 'No.' }] },
+      { type: 'function_call', call_id: 'c', name: 'look', arguments: '{}' },
+      { type: 'function_call_output', call_id: 'c', output: [{ type: 'input_text', text: 'ok' }, image] },
+      { type: 'function_call_output', call_id: 'c', output: 'ok' },
+    ],
+  });
+  const items = toInputItems(request.input);
+  const pages = [listInputItems(items, {}), listInputItems(items, { order: 'asc', limit: '2' }), listInputItems(items, { order: 'asc', after: items.at(-1)!.id }), listInputItems([], {})];
+  for (const page of pages) assert.ok(validate(page), `${JSON.stringify(validate.errors)}\n${JSON.stringify(page)}`);
+  assert.equal(pages[0]!.data.length, 6);
+  assert.equal(validate({ ...pages[0], first_id: null }), false, 'first_id is a string');
 });

@@ -228,6 +228,51 @@ const responseStreamEventSchema = z
 
 const responseDeletedSchema = z.object({ id: z.string(), object: z.literal('response'), deleted: z.literal(true) });
 
+const inputContentPartSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('input_text'), text: z.string() }),
+  z.object({ type: z.literal('input_image'), image_url: z.string().nullable(), detail: z.enum(['low', 'high', 'auto']) }),
+]);
+
+/** One input item of a stored response, with its id (OpenAI's `ItemResource` kinds Iris takes as input). */
+const inputItemResourceSchema = z.union([
+  z.object({
+    type: z.literal('message'),
+    id: z.string(),
+    role: z.enum(['user', 'system', 'developer']),
+    status: z.literal('completed'),
+    content: z.array(inputContentPartSchema),
+  }),
+  z.object({
+    type: z.literal('message'),
+    id: z.string(),
+    role: z.literal('assistant'),
+    status: z.literal('completed'),
+    content: z.array(
+      z.discriminatedUnion('type', [
+        z.object({ type: z.literal('output_text'), text: z.string(), annotations: z.array(z.never()), logprobs: z.array(z.never()) }),
+        z.object({ type: z.literal('refusal'), refusal: z.string() }),
+      ]),
+    ),
+  }),
+  z.object({ type: z.literal('function_call'), id: z.string(), call_id: z.string(), name: z.string(), arguments: z.string(), status: z.literal('completed') }),
+  z.object({
+    type: z.literal('function_call_output'),
+    id: z.string(),
+    call_id: z.string(),
+    output: z.union([z.string(), z.array(inputContentPartSchema)]),
+    status: z.literal('completed'),
+  }),
+]);
+
+/** A page of a stored response's input items (OpenAI's `ResponseItemList`). */
+const responseItemListSchema = z.object({
+  object: z.literal('list'),
+  data: z.array(inputItemResourceSchema),
+  first_id: z.string().meta({ description: 'The id of the first item of the page; an empty string on an empty page.' }),
+  last_id: z.string().meta({ description: 'The id of the last item of the page; an empty string on an empty page.' }),
+  has_more: z.boolean(),
+});
+
 /** A message of the Anthropic Messages API, as Iris answers it. */
 const anthropicMessageSchema = z.object({
   id: z.string().meta({ description: '`msg_` and 24 alphanumerics.' }),
@@ -389,7 +434,7 @@ function modelsOperations(prefix: string, alias: boolean): Record<string, JsonOb
   };
 }
 
-/** The Responses API under one prefix: create, and read and delete a stored response. */
+/** The Responses API under one prefix: create; read and delete a stored response, and list its input items. */
 function responsesOperations(prefix: string, alias: boolean): Record<string, JsonObject> {
   const suffix = alias ? 'Alias' : '';
   const note = alias ? ' (alias of /v1/openai/responses)' : '';
@@ -431,6 +476,36 @@ function responsesOperations(prefix: string, alias: boolean): Record<string, Jso
         tags: ['responses'],
         parameters: id,
         responses: { '200': { description: 'Deleted.', content: json('ResponseDeleted') }, ...notFound },
+      },
+    },
+    [`${prefix}/responses/{id}/input_items`]: {
+      get: {
+        operationId: `listInputItems${suffix}`,
+        summary: `The input items of a stored response${note}`,
+        description:
+          "The stored request's own `input` (not that of the responses it continued), each item with an id. Any " +
+          'other query parameter (`include`, `before`) is refused with a 400 naming it.',
+        tags: ['responses'],
+        parameters: [
+          ...id,
+          { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 100, default: 20 }, description: 'Items per page.' },
+          {
+            name: 'order',
+            in: 'query',
+            required: false,
+            schema: { type: 'string', enum: ['asc', 'desc'], default: 'desc' },
+            description: '`asc`: in input order; `desc`: the last input item first.',
+          },
+          { name: 'after', in: 'query', required: false, schema: { type: 'string' }, description: 'An item id: the items after it, in the order asked for.' },
+        ],
+        responses: {
+          '200': { description: 'One page of input items.', content: json('ResponseItemList') },
+          ...errorResponses({
+            '400': 'A bad `limit`, `order` or `after`, or an unsupported query parameter; `param` names it.',
+            '401': 'Missing or wrong API key.',
+            '404': 'No stored response with this id for this API key.',
+          }),
+        },
       },
     },
   };
@@ -546,6 +621,7 @@ export function buildOpenApiDocument(version: string): JsonObject {
         Response: toSchema(responseObjectSchema, 'output'),
         ResponseStreamEvent: toSchema(responseStreamEventSchema, 'output'),
         ResponseDeleted: toSchema(responseDeletedSchema, 'output'),
+        ResponseItemList: toSchema(responseItemListSchema, 'output'),
         CreateMessageRequest: { ...dialectRequestJsonSchema(messagesRequestSchema, anthropicToolSchema), ...extension },
         CountMessageTokensRequest: { ...dialectRequestJsonSchema(countTokensRequestSchema, anthropicToolSchema), ...extension },
         AnthropicMessage: { ...toSchema(anthropicMessageSchema, 'output'), ...extension },

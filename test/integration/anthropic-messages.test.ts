@@ -4,6 +4,9 @@
  * image costs the same input tokens whichever dialect (chat completions, Responses, Messages) carried it.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import { Ajv2020 } from 'ajv/dist/2020.js';
@@ -12,7 +15,7 @@ import { buildOpenApiDocument } from '../../src/http/openapi-document.js';
 import { makeImage } from '../helpers/images.js';
 import { componentValidators } from '../helpers/iris-openapi.js';
 import { startImageHost, type ImageHost } from '../helpers/image-host.js';
-import { startIris, syntheticModel, templatedModel, type IrisProcess } from '../helpers/test-env.js';
+import { startIris, syntheticModel, templatedModel, waitFor, type IrisProcess } from '../helpers/test-env.js';
 import { tokenIds } from '../helpers/token-ids.js';
 
 /**
@@ -229,13 +232,17 @@ describe('Anthropic Messages API', () => {
       return [usage.input_tokens + (usage.cache_read_input_tokens ?? 0), (usage as any).image_tokens];
     };
     const before = await usageTotals();
+    const added: Record<string, number> = {};
     for (const [name, measure] of [['chat', chatTokens], ['responses', responsesTokens], ['messages', messagesTokens]] as const) {
       const [plain] = await measure(false);
       const [withImage, reported] = await measure(true);
       assert.equal(reported, imageTokens, `${name}: reported image tokens`);
       // The image's placeholder text in the template is a few tokens beside the image embeddings.
       assert.ok(withImage - plain >= imageTokens && withImage - plain <= imageTokens + 4, `${name}: ${withImage} - ${plain} vs ${imageTokens}`);
+      added[name] = withImage - plain;
     }
+    // The very same number of input tokens, whichever dialect carried the image.
+    assert.deepEqual(added, { chat: added['chat'], responses: added['chat'], messages: added['chat'] });
     // Each dialect's requests went through the same accounting: six requests, three images' tokens.
     const after = await usageTotals();
     assert.equal(after.requests - before.requests, 6);
@@ -249,6 +256,97 @@ describe('Anthropic Messages API', () => {
     const row = body.data.find((bucket) => bucket.model === MODEL);
     return { requests: row?.requests ?? 0, image_tokens: row?.image_tokens ?? 0 };
   }
+});
+
+describe('Anthropic Messages API: limits and a busy model, with Anthropic\'s status codes', () => {
+  let limited: IrisProcess;
+  let dir: string;
+  let bias: Record<string, number>;
+
+  before(async () => {
+    const model = await syntheticModel('tiny');
+    // Every token biased to one letter: no end-of-sequence, so a long answer holds the only slot.
+    const [z] = await tokenIds(model.modelPath, ['Z']);
+    bias = { [String(z)]: 100 };
+    dir = await mkdtemp(join(tmpdir(), 'iris-anthropic-limits-'));
+    const config = join(dir, 'iris.yaml');
+    await writeFile(
+      config,
+      [
+        'models:',
+        `  - { id: ${MODEL}, model: "${model.modelPath}", mmproj: "${model.mmprojPath}", context: 8192, slots: 1 }`,
+        'limits:',
+        '  max_body_bytes: 65536',
+        '  max_image_bytes: 1024',
+        '  max_body_bytes_in_flight: 2048',
+        '  max_queued_per_model: 0',
+      ].join('\n'),
+    );
+    limited = await startIris({ args: ['--config', config] });
+  });
+
+  after(async () => {
+    await limited?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const send = async (body: unknown, signal?: AbortSignal): Promise<Response> =>
+    fetch(`${limited.baseUrl}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify(body),
+      ...(signal === undefined ? {} : { signal }),
+    });
+  const answer = async (body: unknown) => {
+    const response = await send(body);
+    return { status: response.status, json: (await response.json()) as any, retryAfter: response.headers.get('retry-after') };
+  };
+  const ask = (content: Anthropic.MessageParam['content'], extra: Record<string, unknown> = {}) => ({ model: MODEL, max_tokens: 2, messages: [{ role: 'user', content }], ...extra });
+
+  test('413 request_too_large for a body or an image over its limit', async () => {
+    assertAnthropicError(await answer(ask('x'.repeat(70_000))), 413, 'request_too_large');
+    assert.ok(png.length > 1024, `the test image is ${png.length} bytes`);
+    const image = { type: 'image' as const, source: { type: 'base64' as const, media_type: 'image/png' as const, data: png.toString('base64') } };
+    assertAnthropicError(await answer(ask([image, { type: 'text', text: 'What is it?' }])), 413, 'request_too_large');
+    assert.equal((await answer(ask('hi'))).status, 200, 'the server keeps serving');
+  });
+
+  test('the only slot busy: 429 rate_limit_error; the body budget spent: 529 overloaded_error; both with Retry-After', async () => {
+    const holder = new AbortController();
+    const held = await send(ask('Write forever.', { max_tokens: 7000, stream: true, logit_bias: bias }), holder.signal);
+    assert.equal(held.status, 200);
+    const reader = held.body!.getReader();
+    let seen = '';
+    while (!seen.includes('content_block_delta')) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, seen);
+      seen += new TextDecoder().decode(value);
+    }
+    try {
+      // The slot is taken and no request may queue.
+      const queued = await answer(ask('hi'));
+      assertAnthropicError(queued, 429, 'rate_limit_error');
+      assert.match(queued.retryAfter ?? '', /^\d+$/);
+      // The held stream's body and this one's do not fit the bytes in flight: refused before it is read.
+      const overloaded = await answer(ask('x'.repeat(2000)));
+      assertAnthropicError(overloaded, 529, 'overloaded_error');
+      assert.match(overloaded.retryAfter ?? '', /^\d+$/);
+      // The official SDK reads both as API errors with Anthropic's error body.
+      const sdk = new Anthropic({ baseURL: limited.baseUrl, apiKey: 'unused', maxRetries: 0 });
+      await assert.rejects(
+        sdk.messages.create(ask('hi') as Anthropic.MessageCreateParamsNonStreaming),
+        (error: any) => error instanceof Anthropic.RateLimitError && (error as any).error?.error?.type === 'rate_limit_error',
+      );
+      await assert.rejects(
+        sdk.messages.create(ask('x'.repeat(2000)) as Anthropic.MessageCreateParamsNonStreaming),
+        (error: any) => error instanceof Anthropic.APIError && error.status === 529 && (error as any).error?.error?.type === 'overloaded_error',
+      );
+    } finally {
+      holder.abort();
+    }
+    // Once the stream is gone, its slot and its bytes are free again.
+    assert.ok(await waitFor(async () => (await answer(ask('hi'))).status === 200, 10_000));
+  });
 });
 
 describe('Anthropic Messages API: tools', () => {

@@ -157,6 +157,7 @@ describe('Responses API', () => {
 
   test('previous_response_id continues a conversation that held an image; GET and DELETE by its key only', async () => {
     const first = await client.responses.create({ model: MODEL, input: imageInput(image), max_output_tokens: 4, temperature: 0 });
+    assertMatchesSchema('Response', first);
     const second = await client.responses.create({ model: MODEL, input: 'And again?', previous_response_id: first.id, max_output_tokens: 4, temperature: 0 });
     assertMatchesSchema('Response', second);
     assert.equal(second.previous_response_id, first.id);
@@ -216,6 +217,10 @@ describe('Responses API', () => {
     const after = await get(`/v1/openai/responses/${response.id}/input_items?order=asc&after=${ids[1]}&limit=1`);
     assertMatchesSchema('ResponseItemList', after.json);
     assert.deepEqual([after.json.data.map((item: any) => item.id), after.json.has_more], [[ids[2]], true]);
+    // Past the last item: an empty page, still valid (first_id and last_id are strings in the spec).
+    const past = await get(`/v1/responses/${response.id}/input_items?order=asc&after=${ids[3]}`);
+    assertMatchesSchema('ResponseItemList', past.json);
+    assert.deepEqual([past.json.data, past.json.has_more], [[], false]);
     const firstItems = await get(`/v1/responses/${first.id}/input_items`);
     assertMatchesSchema('ResponseItemList', firstItems.json);
     assert.deepEqual(firstItems.json.data.map((item: any) => [item.role, item.content]), [['user', [{ type: 'input_text', text: 'Hello.' }]]]);
@@ -236,6 +241,7 @@ describe('Responses API', () => {
 
   test('store: false keeps nothing', async () => {
     const response = await client.responses.create({ model: MODEL, input: 'hello', max_output_tokens: 2, store: false });
+    assertMatchesSchema('Response', response);
     assert.equal((response as any).store, false);
     await assert.rejects(client.responses.retrieve(response.id), (error: any) => error.status === 404);
   });
@@ -257,6 +263,13 @@ describe('Responses API', () => {
 
   test('refused and bad input: 400s naming the field, in OpenAI error shape', async () => {
     assertError(await post('/v1/responses', { model: MODEL, input: 'hi', tools: [{ type: 'web_search' }] }), 400, 'tools[0].type', 'unsupported_parameter');
+    assertError(await post('/v1/responses', { model: MODEL, input: 'hi', tools: [{ type: 'file_search', vector_store_ids: ['vs_1'] }] }), 400, 'tools[0].type', 'unsupported_parameter');
+    assertError(
+      await post('/v1/responses', { model: MODEL, input: 'hi', tools: [REPORT_TOOL, { type: 'computer_use_preview', display_width: 1024, display_height: 768, environment: 'browser' }] }),
+      400,
+      'tools[1].type',
+      'unsupported_parameter',
+    );
     assertError(await post('/v1/responses', { model: MODEL, input: 'hi', tools: [{ type: 'code_interpreter', container: { type: 'auto' } }] }), 400, 'tools[0].type', 'unsupported_parameter');
     assertError(await post('/v1/responses', { model: MODEL, input: 'hi', truncation: 'auto' }), 400, 'truncation', 'unsupported_parameter');
     assertError(await post('/v1/responses', { model: MODEL, input: 'hi', background: true }), 400, 'background', 'unsupported_parameter');
@@ -317,6 +330,7 @@ describe('Responses API: stored in the database', () => {
       const items = await sdk.responses.inputItems.list(created.id);
       assert.deepEqual(items.data.map((item: any) => item.content[1]), [{ type: 'input_image', image_url: image, detail: 'auto' }]);
       const next = await sdk.responses.create({ model: MODEL, input: 'And again?', previous_response_id: created.id, max_output_tokens: 4, temperature: 0 });
+      assertMatchesSchema('Response', next);
       assert.equal(next.previous_response_id, created.id);
       assert.equal((next.usage!.input_tokens_details as any).image_tokens, imageTokens, 'the stored image is part of the follow-up');
       assert.ok(next.usage!.input_tokens > created.usage!.input_tokens);
@@ -330,6 +344,7 @@ describe('Responses API: stored in the database', () => {
       const sdk = openai(server);
       await assert.rejects(sdk.responses.retrieve(created.id), (error: any) => error.status === 404);
       const unstored = await sdk.responses.create({ model: MODEL, input: 'hi', max_output_tokens: 2 });
+      assertMatchesSchema('Response', unstored);
       assert.equal((unstored as any).store, false);
       await assert.rejects(sdk.responses.retrieve(unstored.id), (error: any) => error.status === 404);
     } finally {
@@ -347,6 +362,7 @@ describe('Responses API: stored in the database', () => {
       const small = await sdk.responses.create({ model: MODEL, input: 'hi', max_output_tokens: 2 });
       assert.equal((await sdk.responses.retrieve(small.id)).id, small.id);
       const large = await sdk.responses.create({ model: MODEL, input: 'word '.repeat(1000), max_output_tokens: 2 });
+      assertMatchesSchema('Response', large);
       await assert.rejects(sdk.responses.retrieve(large.id), (error: any) => error.status === 404);
       // The log is written asynchronously: the line may follow the answer by a moment.
       const logged = (fragment: string, id: string) => waitFor(() => server!.logRecords(fragment).some((line) => line['responseId'] === id));
@@ -354,11 +370,15 @@ describe('Responses API: stored in the database', () => {
 
       await postgres.stop();
       const unsaved = await sdk.responses.create({ model: MODEL, input: 'hi', max_output_tokens: 2 });
+      assertMatchesSchema('Response', unsaved);
       assert.match(unsaved.id, /^resp_/);
       assert.ok(await logged('could not store the response', unsaved.id));
       const streamed = await sdk.responses.create({ model: MODEL, input: 'hi', max_output_tokens: 2, stream: true });
       const types: string[] = [];
-      for await (const event of streamed) types.push(event.type);
+      for await (const event of streamed) {
+        assertResponseStreamEvent(event);
+        types.push(event.type);
+      }
       assert.ok(['response.completed', 'response.incomplete'].includes(types.at(-1)!), types.join());
       for (const path of [`/v1/responses/${small.id}`, `/v1/responses/${small.id}/input_items`]) {
         assertError(await get(path, KEY, server.baseUrl), 500, null, 'internal_error');

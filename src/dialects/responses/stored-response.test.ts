@@ -20,7 +20,7 @@ test('every input item kind is listed as an ItemResource with an id, keeping the
     { role: 'user', content: [{ type: 'input_text', text: 'What is it?' }, { type: 'input_image', image_url: IMAGE }] },
     { type: 'message', id: 'msg_given', role: 'assistant', content: [{ type: 'output_text', text: 'A cat.' }] },
     { type: 'function_call', id: 'fc_given', call_id: 'call_1', name: 'look', arguments: '{}' },
-    { type: 'function_call_output', call_id: 'call_1', output: [{ type: 'input_text', text: 'ok' }] },
+    { type: 'function_call_output', call_id: 'call_1', output: [{ type: 'input_text', text: 'ok' }, { type: 'input_image', image_url: IMAGE, detail: 'low' }] },
   ]);
   const list = listInputItems(items, { order: 'asc' });
   assertMatchesSchema('ResponseItemList', list);
@@ -36,6 +36,11 @@ test('every input item kind is listed as an ItemResource with an id, keeping the
   assert.equal(new Set(list.data.map((item) => item.id)).size, 5);
   assert.deepEqual(list.data[1], { ...list.data[1], content: [{ type: 'input_text', text: 'What is it?' }, { type: 'input_image', image_url: IMAGE, detail: 'auto' }] });
   assert.deepEqual(list.data[0]?.type === 'message' && list.data[0].content, [{ type: 'input_text', text: 'Be terse.' }]);
+  // A tool output keeps its image as it was sent.
+  assert.deepEqual(list.data[4]?.type === 'function_call_output' && list.data[4].output, [
+    { type: 'input_text', text: 'ok' },
+    { type: 'input_image', image_url: IMAGE, detail: 'low' },
+  ]);
   // A string input is one user message.
   const [only] = itemsOf('hello');
   assert.ok(only?.type === 'message' && only.role === 'user' && only.id.startsWith('msg_'));
@@ -50,15 +55,18 @@ test('pages: desc by default, limit, after, has_more, first_id and last_id', () 
   assert.equal(page.first_id, ids[4]);
   assert.equal(page.last_id, ids[3]);
   assert.equal(page.has_more, true);
-  const next = listInputItems(items, { limit: '2', after: page.last_id! });
+  const next = listInputItems(items, { limit: '2', after: page.last_id });
   assert.deepEqual(next.data.map((item) => item.id), [ids[2], ids[1]]);
-  const last = listInputItems(items, { limit: '2', after: next.last_id! });
+  const last = listInputItems(items, { limit: '2', after: next.last_id });
   assert.deepEqual(last.data.map((item) => item.id), [ids[0]]);
   assert.equal(last.has_more, false);
   const asc = listInputItems(items, { order: 'asc', after: ids[3]! });
   assert.deepEqual(asc.data.map((item) => item.id), [ids[4]]);
+  // An empty page: the spec requires first_id and last_id as strings (not nullable), so they are empty ones.
   const empty = listInputItems(items, { order: 'asc', after: ids[4]! });
-  assert.deepEqual([empty.data, empty.first_id, empty.last_id, empty.has_more], [[], null, null, false]);
+  assert.deepEqual([empty.data, empty.first_id, empty.last_id, empty.has_more], [[], '', '', false]);
+  assertMatchesSchema('ResponseItemList', empty);
+  assertMatchesSchema('ResponseItemList', listInputItems([], {}));
   assert.equal(listInputItems(items, {}).data.length, 5);
 });
 

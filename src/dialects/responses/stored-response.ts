@@ -32,14 +32,18 @@ export type InputItemResource =
   | { type: 'message'; id: string; role: 'user' | 'system' | 'developer'; status: 'completed'; content: InputContentPart[] }
   | { type: 'message'; id: string; role: 'assistant'; status: 'completed'; content: AssistantContentPart[] }
   | { type: 'function_call'; id: string; call_id: string; name: string; arguments: string; status: 'completed' }
-  | { type: 'function_call_output'; id: string; call_id: string; output: string | { type: 'input_text'; text: string }[]; status: 'completed' };
+  | { type: 'function_call_output'; id: string; call_id: string; output: string | InputContentPart[]; status: 'completed' };
 
-/** OpenAI's `ResponseItemList`; `first_id` and `last_id` are null on an empty page. */
+/**
+ * OpenAI's `ResponseItemList`. On an empty page (`after` the last item, or a response whose `input` was an
+ * empty list) `first_id` and `last_id` are empty strings: the spec requires both and types them as strings,
+ * not nullable ones (unlike the lists it marks nullable, such as the audit logs), and the SDKs type them so.
+ */
 export interface InputItemList {
   object: 'list';
   data: InputItemResource[];
-  first_id: string | null;
-  last_id: string | null;
+  first_id: string;
+  last_id: string;
   has_more: boolean;
 }
 
@@ -60,7 +64,7 @@ function toInputItem(item: ResponsesInputItem): InputItemResource {
     return { type: 'function_call', id: given ?? newId('fc'), call_id: item.call_id, name: item.name, arguments: item.arguments, status: 'completed' };
   }
   if (item.type === 'function_call_output') {
-    const output = typeof item.output === 'string' ? item.output : item.output.map((part) => ({ type: 'input_text' as const, text: 'text' in part ? String(part.text) : '' }));
+    const output = typeof item.output === 'string' ? item.output : item.output.flatMap(toInputContentPart);
     return { type: 'function_call_output', id: given ?? newId('fco'), call_id: item.call_id, output, status: 'completed' };
   }
   const id = given ?? newId('msg');
@@ -73,13 +77,14 @@ function toInputItem(item: ResponsesInputItem): InputItemResource {
     });
     return { type: 'message', id, role: 'assistant', status: 'completed', content };
   }
-  // Other parts (files, output text in a user message) were refused when the request was translated.
-  const content = parts.flatMap((part): InputContentPart[] => {
-    if (part.type === 'input_text') return [{ type: 'input_text', text: part.text }];
-    if (part.type === 'input_image') return [{ type: 'input_image', image_url: part.image_url ?? null, detail: part.detail ?? 'auto' }];
-    return [];
-  });
-  return { type: 'message', id, role: item.role, status: 'completed', content };
+  return { type: 'message', id, role: item.role, status: 'completed', content: parts.flatMap(toInputContentPart) };
+}
+
+/** A text or image part as listed; other parts (files, output text) were refused when the request was translated. */
+function toInputContentPart(part: Exclude<Extract<ResponsesInputItem, { type: 'message' }>['content'], string>[number]): InputContentPart[] {
+  if (part.type === 'input_text') return [{ type: 'input_text', text: part.text }];
+  if (part.type === 'input_image') return [{ type: 'input_image', image_url: part.image_url ?? null, detail: part.detail ?? 'auto' }];
+  return [];
 }
 
 function newId(prefix: 'msg' | 'fc' | 'fco'): string {
@@ -116,5 +121,5 @@ export function listInputItems(items: readonly InputItemResource[], query: Recor
     start = index + 1;
   }
   const data = ordered.slice(start, start + limit);
-  return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: start + limit < ordered.length };
+  return { object: 'list', data, first_id: data[0]?.id ?? '', last_id: data.at(-1)?.id ?? '', has_more: start + limit < ordered.length };
 }
