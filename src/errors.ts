@@ -36,6 +36,7 @@ export type IrisErrorCode =
   | 'invalid_value'
   | 'missing_required_parameter'
   | 'unsupported_parameter'
+  | 'unknown_parameter'
   | 'payload_too_large'
   | 'invalid_api_key'
   | 'insufficient_permissions'
@@ -141,6 +142,18 @@ export function invalidRequest(
     param,
     ...(cause === undefined ? {} : { cause }),
   });
+}
+
+/**
+ * A 400 `unknown_parameter`: the request has a field its API does not define (a typo such as `max_token`, or
+ * another server's extension), which Iris refuses rather than ignore. `param` is the field. The message is
+ * OpenAI's (`Unrecognized request argument supplied: <name>`), or Anthropic's (`<name>: Extra inputs are not
+ * permitted`) for the Messages API. The name is echoed in both (a JSON key can be any string).
+ */
+export function unknownParameter(name: string, wording: 'openai' | 'anthropic' = 'openai'): IrisError {
+  const field = echo(name);
+  const message = wording === 'anthropic' ? `${field}: Extra inputs are not permitted` : `Unrecognized request argument supplied: ${field}`;
+  return invalidRequest(message, field, 'unknown_parameter');
 }
 
 /**

@@ -5,10 +5,11 @@
  * Every parameter of OpenAI's request is either honoured, accepted because it changes nothing about the
  * answer (`user`, `metadata`, `store`, ...), or refused by name (`audio`, `prediction`, the legacy
  * `functions`, ...): a caller never gets an answer to a question it did not ask. The README's parameter
- * table lists each. Fields that are not OpenAI's are ignored, as SDKs send extras of their own.
+ * table lists each. A top-level field that is neither OpenAI's nor one of Iris's extensions (a typo such as
+ * `max_token`, another server's `guided_json`) is refused by name too, as OpenAI refuses it.
  */
 import { z } from 'zod';
-import { invalidRequest, type IrisError } from '../errors.js';
+import { invalidRequest, unknownParameter, type IrisError } from '../errors.js';
 
 /** `detail` of an image part: how much resolution (and how many tokens) to spend on it. */
 export type ImageDetail = 'low' | 'high' | 'auto';
@@ -129,8 +130,11 @@ export const REFUSED_PARAMETERS: Readonly<Record<string, string>> = {
 
 const nullableNumber = (schema: z.ZodNumber) => schema.nullable().optional();
 
-/** The request body of POST /v1/chat/completions, as Iris accepts it. */
-export const chatRequestSchema = z.looseObject({
+/** A field of {@link REFUSED_PARAMETERS}: known, so null (unset) passes; any value is refused by name first. */
+const refusedField = z.null().optional();
+
+/** The request body of POST /v1/chat/completions, as Iris accepts it: any other top-level field is refused. */
+export const chatRequestSchema = z.strictObject({
   model: z.string().min(1, 'must not be empty'),
   messages: z.array(messageSchema).min(1, 'must contain at least one message'),
   stream: z.boolean().nullable().optional(),
@@ -175,6 +179,14 @@ export const chatRequestSchema = z.looseObject({
   safety_identifier: z.string().nullable().optional(),
   // Text is the only output modality: asking for it is fine, anything else is refused in parseChatRequest.
   modalities: z.array(z.string()).nullable().optional(),
+  audio: refusedField,
+  prediction: refusedField,
+  web_search_options: refusedField,
+  functions: refusedField,
+  function_call: refusedField,
+  reasoning_effort: refusedField,
+  verbosity: refusedField,
+  moderation: refusedField,
 });
 
 /** A parsed chat request. */
@@ -195,6 +207,8 @@ export function parseChatRequest(body: unknown, limits: ChatRequestLimits): Chat
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw invalidRequest('The request body must be a JSON object.', null, 'invalid_request');
   }
+  const unknown = unknownField(body, chatRequestSchema);
+  if (unknown !== undefined) throw unknownParameter(unknown);
   for (const [name, why] of Object.entries(REFUSED_PARAMETERS)) {
     if ((body as Record<string, unknown>)[name] != null) throw invalidRequest(`'${name}' is not supported: ${why}.`, name, 'unsupported_parameter');
   }
@@ -224,6 +238,14 @@ export function parseChatRequest(body: unknown, limits: ChatRequestLimits): Chat
   return request;
 }
 
+/**
+ * The first top-level field of `body` that `schema` does not define, if any. Checked before the schema
+ * parses, so a typo (`max_token`) is named as such rather than reported as some other field's problem.
+ */
+export function unknownField(body: object, schema: z.ZodObject): string | undefined {
+  return Object.keys(body).find((name) => !Object.hasOwn(schema.shape, name));
+}
+
 /** Formats a zod path as OpenAI does: `messages[0].content[1].image_url.detail`. */
 export function formatParamPath(path: readonly PropertyKey[]): string | null {
   let out = '';
@@ -245,8 +267,7 @@ export function zodToIrisError(error: z.ZodError, input: unknown): IrisError {
   }
   if (issue.code === 'unrecognized_keys') {
     const key = issue.keys[0] ?? '';
-    const where = param === null ? key : `${param}.${key}`;
-    return invalidRequest(`Unrecognized parameter: '${where}'.`, where, 'invalid_request');
+    return unknownParameter(param === null ? key : `${param}.${key}`);
   }
   const message = param === null ? issue.message : `Invalid value for '${param}': ${issue.message}.`;
   return invalidRequest(message.replace(/\.\.$/, '.'), param, 'invalid_value');

@@ -277,6 +277,36 @@ describe('errors in the OpenAI shape', () => {
     for (const [body, param] of cases) assertError(await postRaw(JSON.stringify(body)), 400, param);
   });
 
+  test('an unknown top-level field (a typo, another server\'s extension) is a 400 naming it, on chat completions and tokenize', async () => {
+    const base = { model: MODEL, messages: [{ role: 'user', content: 'hi' }] };
+    for (const [field, value] of [['max_token', 8], ['guided_json', { type: 'object' }], ['temprature', 0]] as const) {
+      for (const path of ['/v1/chat/completions', '/v1/openai/tokenize']) {
+        const response = await fetch(`${iris.baseUrl}${path}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ ...base, [field]: value }),
+        });
+        const result: { status: number; json: any } = { status: response.status, json: await response.json() };
+        assertError(result, 400, field, 'unknown_parameter');
+        assert.equal(result.json.error.type, 'invalid_request_error');
+        assert.equal(result.json.error.message, `Unrecognized request argument supplied: ${field}`, path);
+      }
+    }
+    // Named even beside another mistake, and escaped when the name holds control characters or quotes.
+    assertError(await postRaw(JSON.stringify({ model: MODEL, max_token: 8 })), 400, 'max_token', 'unknown_parameter');
+    const odd = await postRaw(JSON.stringify({ ...base, 'a"\nb': 1 }));
+    assertError(odd, 400, 'a\\"\\nb', 'unknown_parameter');
+    assert.equal(odd.json.error.message, 'Unrecognized request argument supplied: a\\"\\nb');
+    // The official client sends whatever it is given; the answer is its BadRequestError naming the field.
+    await assert.rejects(
+      client.chat.completions.create({ ...base, max_token: 8 } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming),
+      (error: unknown) => error instanceof OpenAI.BadRequestError && error.param === 'max_token' && error.code === 'unknown_parameter',
+    );
+    // OpenAI fields that are unset (null) pass, even the ones refused when set.
+    const accepted = await postRaw(JSON.stringify({ ...base, max_tokens: 2, audio: null, functions: null, prediction: null, moderation: null, user: 'u', prompt_cache_options: null }));
+    assert.equal(accepted.status, 200, JSON.stringify(accepted.json));
+  });
+
   test('400 for bad base64, non-image bytes, truncated images and SVG, naming the part', async () => {
     const part = (url: string) => JSON.stringify({
       model: MODEL,
