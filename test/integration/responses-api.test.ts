@@ -292,6 +292,34 @@ describe('Responses API', () => {
     assert.equal(response.status, 404);
     assertMatchesSchema('ErrorResponse', await response.json());
   });
+
+  test('an unknown top-level field (a typo, a chat-completions field, another server\'s extension) is a 400 naming it', async () => {
+    for (const [field, value] of [['max_output_token', 8], ['max_tokens', 8], ['guided_json', { type: 'object' }]] as const) {
+      const result = await post('/v1/responses', { model: MODEL, input: 'hi', [field]: value });
+      assertError(result, 400, field, 'unknown_parameter');
+      assert.equal(result.json.error.type, 'invalid_request_error');
+      assert.equal(result.json.error.message, `Unrecognized request argument supplied: ${field}`);
+    }
+    await assert.rejects(
+      client.responses.create({ model: MODEL, input: 'hi', max_tokens: 8 } as unknown as OpenAI.Responses.ResponseCreateParamsNonStreaming),
+      (error: unknown) => error instanceof OpenAI.BadRequestError && error.param === 'max_tokens' && error.code === 'unknown_parameter',
+    );
+    // OpenAI's fields that are unset pass, even the ones refused when set; prompt_cache_options changes nothing.
+    const accepted = await post('/v1/responses', {
+      model: MODEL,
+      input: 'hi',
+      max_output_tokens: 2,
+      store: false,
+      prompt: null,
+      conversation: null,
+      context_management: null,
+      moderation: null,
+      prompt_cache_options: null,
+    });
+    assert.equal(accepted.status, 200, JSON.stringify(accepted.json));
+    assertMatchesSchema('Response', accepted.json);
+    assertError(await post('/v1/responses', { model: MODEL, input: 'hi', moderation: { model: 'omni-moderation-latest' } }), 400, 'moderation', 'unsupported_parameter');
+  });
 });
 
 describe('Responses API: stored in the database', () => {

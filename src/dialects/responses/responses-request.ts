@@ -7,11 +7,12 @@
  *
  * Every field OpenAI defines is honoured, accepted because it changes nothing about the answer (`user`,
  * `metadata`, `service_tier`, ...), or refused by name with a 400; hosted tools (`web_search`,
- * `file_search`, `computer_use_preview`, `code_interpreter`, ...) are refused by their type.
+ * `file_search`, `computer_use_preview`, `code_interpreter`, ...) are refused by their type. A top-level field
+ * OpenAI does not define (a typo, another server's extension) is refused by name, as OpenAI refuses it.
  */
 import { z } from 'zod';
-import { invalidRequest } from '../../errors.js';
-import { toChatResponseFormat, zodToIrisError, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
+import { invalidRequest, unknownParameter } from '../../errors.js';
+import { toChatResponseFormat, unknownField, zodToIrisError, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
 
 const detailSchema = z.enum(['low', 'high', 'auto']);
 
@@ -91,8 +92,11 @@ export const functionToolSchema = z.looseObject({
   strict: z.boolean().nullable().optional(),
 });
 
-/** The request body of POST /v1/responses, as Iris accepts it. */
-export const responsesRequestSchema = z.looseObject({
+/** A field of REFUSED_FIELDS without a schema of its own: null (unset) passes; any value is refused by name first. */
+const refusedField = z.null().optional();
+
+/** The request body of POST /v1/responses, as Iris accepts it: any other top-level field is refused. */
+export const responsesRequestSchema = z.strictObject({
   model: z.string().min(1, 'must not be empty'),
   input: z.union([z.string(), z.array(inputItemSchema)], { error: 'must be a string or an array of input items' }).optional(),
   instructions: nullableString,
@@ -119,6 +123,10 @@ export const responsesRequestSchema = z.looseObject({
   background: z.boolean().nullable().optional(),
   top_logprobs: nullableNumber(z.number().int().min(0).max(20)),
   max_tool_calls: nullableNumber(z.number().int().min(1)),
+  prompt: refusedField,
+  conversation: refusedField,
+  context_management: refusedField,
+  moderation: refusedField,
   // Iris extensions (as in vLLM): chat completions' sampling controls, for reproducible answers.
   seed: nullableNumber(z.number().int()),
   logit_bias: z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100)).nullable().optional(),
@@ -127,6 +135,7 @@ export const responsesRequestSchema = z.looseObject({
   safety_identifier: nullableString,
   prompt_cache_key: nullableString,
   prompt_cache_retention: nullableString,
+  prompt_cache_options: z.unknown().optional(),
   service_tier: nullableString,
 });
 
@@ -146,6 +155,8 @@ const REFUSED_FIELDS: Readonly<Record<string, string>> = {
   conversation: 'conversations are not supported; use previous_response_id',
   background: 'background responses are not supported',
   max_tool_calls: 'a cap on tool calls is not supported; use parallel_tool_calls: false for one call per response',
+  context_management: 'context management (compaction) is not supported',
+  moderation: 'moderation is not supported',
 };
 
 /** Hosted tools OpenAI runs on its side; Iris has none of them. */
@@ -171,6 +182,8 @@ export function parseResponsesRequest(body: unknown): ParsedResponsesRequest {
     throw invalidRequest('The request body must be a JSON object.', null, 'invalid_request');
   }
   const fields = body as Record<string, unknown>;
+  const unknown = unknownField(body, responsesRequestSchema);
+  if (unknown !== undefined) throw unknownParameter(unknown);
   for (const [name, why] of Object.entries(REFUSED_FIELDS)) {
     // `background: false` and `parallel_tool_calls: true` (the defaults SDKs send) ask for nothing special.
     const value = fields[name];
