@@ -205,6 +205,45 @@ describe('Anthropic Messages API', () => {
     assertAnthropicError(await post('/v1/messages', { model: MODEL, max_tokens: 4, temperature: 1.5, messages: [{ role: 'user', content: 'hi' }] }), 400, 'invalid_request_error', 'temperature');
   });
 
+  test("an unknown top-level field is a 400 in Anthropic's words, on messages and count_tokens", async () => {
+    const base = { model: MODEL, messages: [{ role: 'user', content: 'hi' }] };
+    const cases: [string, Record<string, unknown>, string][] = [
+      ['/v1/messages', { ...base, max_token: 4 }, 'max_token'],
+      ['/v1/messages', { ...base, max_tokens: 4, guided_json: { type: 'object' } }, 'guided_json'],
+      ['/v1/messages', { ...base, max_tokens: 4, max_completion_tokens: 4 }, 'max_completion_tokens'],
+      ['/v1/anthropic/v1/messages', { ...base, max_tokens: 4, stop: ['x'] }, 'stop'],
+      ['/v1/messages/count_tokens', { ...base, max_tokens: 4 }, 'max_tokens'],
+      ['/v1/messages/count_tokens', { ...base, temperature: 0 }, 'temperature'],
+    ];
+    for (const [path, body, field] of cases) {
+      const result = await post(path, body);
+      assertAnthropicError(result, 400, 'invalid_request_error');
+      assert.equal(result.json.error.message, `${field}: Extra inputs are not permitted`, path);
+    }
+    await assert.rejects(
+      anthropic.messages.create({ ...base, max_tokens: 4, top_n: 3 } as unknown as Anthropic.MessageCreateParamsNonStreaming),
+      (error: any) => error instanceof Anthropic.BadRequestError && (error as any).error?.error?.message === 'top_n: Extra inputs are not permitted',
+    );
+    // Anthropic's own fields that change nothing pass; those that would change the answer are refused by name.
+    const accepted = await post('/v1/messages', {
+      ...base,
+      max_tokens: 2,
+      cache_control: { type: 'ephemeral' },
+      inference_geo: 'us',
+      speed: 'standard',
+      thinking: { type: 'disabled' },
+      output_config: null,
+      container: null,
+      metadata: { user_id: 'u' },
+    });
+    assert.equal(accepted.status, 200, JSON.stringify(accepted.json));
+    assert.equal(accepted.json.type, 'message');
+    const counted = await post('/v1/messages/count_tokens', { ...base, cache_control: { type: 'ephemeral' }, thinking: { type: 'disabled' } });
+    assert.equal(counted.status, 200, JSON.stringify(counted.json));
+    assertAnthropicError(await post('/v1/messages', { ...base, max_tokens: 2, output_config: { effort: 'low' } }), 400, 'invalid_request_error', 'output_config');
+    assertAnthropicError(await post('/v1/messages/count_tokens', { ...base, output_format: { type: 'json_schema', schema: {} } }), 400, 'invalid_request_error', 'output_format');
+  });
+
   test('an image adds the same input tokens whichever dialect carried it', async () => {
     const openai = new OpenAI({ baseURL: `${iris.baseUrl}/v1`, apiKey: KEY, maxRetries: 0 });
     const uri = `data:image/png;base64,${png.toString('base64')}`;

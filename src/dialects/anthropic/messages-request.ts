@@ -7,11 +7,13 @@
  * request's sampling fields. Errors name the Anthropic field (`messages[0].content[1].source.data`).
  *
  * Every field Anthropic defines is honoured, accepted because it changes nothing about the answer
- * (`metadata`, `service_tier`, `cache_control`), or refused by name with a 400.
+ * (`metadata`, `service_tier`, `cache_control`, ...), or refused by name with a 400. A top-level field the
+ * endpoint does not define (a typo, another server's extension) is refused by name too, in Anthropic's
+ * words: `<name>: Extra inputs are not permitted`.
  */
 import { z } from 'zod';
-import { invalidRequest } from '../../errors.js';
-import { zodToIrisError, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
+import { invalidRequest, unknownParameter } from '../../errors.js';
+import { unknownField, zodToIrisError, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
 
 const cacheControl = z.unknown().optional();
 
@@ -72,6 +74,10 @@ const messageSchema = z.looseObject({
 
 const nullableNumber = (schema: z.ZodNumber) => schema.nullable().optional();
 
+/** A field of REFUSED_FIELDS: null (unset) passes; any value is refused by name before the schema parses. */
+const refusedField = z.null().optional();
+
+/** Fields both endpoints take. */
 const baseFields = {
   model: z.string().min(1, 'must not be empty'),
   messages: z.array(messageSchema).min(1, 'must contain at least one message'),
@@ -86,10 +92,19 @@ const baseFields = {
     ], { error: (issue) => (issue.code === 'invalid_union' ? "type must be 'auto', 'any', 'tool' or 'none'" : undefined) })
     .nullable()
     .optional(),
+  // Accepted without effect: prompt caching is automatic, and Iris has one speed.
+  cache_control: cacheControl,
+  speed: z.string().nullable().optional(),
+  // Refused when set (REFUSED_FIELDS); `thinking: {type: "disabled"}` asks for nothing.
+  thinking: z.looseObject({ type: z.literal('disabled') }).nullable().optional(),
+  output_config: refusedField,
+  output_format: refusedField,
+  mcp_servers: refusedField,
+  context_management: refusedField,
 };
 
-/** The body of POST /v1/messages, as Iris accepts it. */
-export const messagesRequestSchema = z.looseObject({
+/** The body of POST /v1/messages, as Iris accepts it: any other top-level field is refused. */
+export const messagesRequestSchema = z.strictObject({
   ...baseFields,
   max_tokens: z.number().int().min(1),
   temperature: nullableNumber(z.number().min(0).max(1)),
@@ -103,10 +118,13 @@ export const messagesRequestSchema = z.looseObject({
   // Accepted without effect: they change nothing about the answer.
   metadata: z.looseObject({ user_id: z.string().nullable().optional() }).nullable().optional(),
   service_tier: z.string().nullable().optional(),
+  inference_geo: z.string().nullable().optional(),
+  container: refusedField,
+  diagnostics: refusedField,
 });
 
-/** The body of POST /v1/messages/count_tokens. */
-export const countTokensRequestSchema = z.looseObject(baseFields);
+/** The body of POST /v1/messages/count_tokens: any other top-level field (`max_tokens` too) is refused. */
+export const countTokensRequestSchema = z.strictObject(baseFields);
 
 /** A parsed Messages request. */
 export type MessagesRequest = z.output<typeof messagesRequestSchema>;
@@ -119,6 +137,9 @@ const REFUSED_FIELDS: Readonly<Record<string, string>> = {
   mcp_servers: 'remote MCP servers are not supported',
   container: 'code execution containers are not supported',
   context_management: 'context management is not supported',
+  output_config: 'output configuration (a JSON output format, an effort level) is not supported in this dialect',
+  output_format: 'structured output formats are not supported in this dialect',
+  diagnostics: 'prompt-cache diagnostics are not supported',
 };
 
 /** Parses a Messages request; throws a 400 naming the field on any mismatch or refused field. */
@@ -131,10 +152,12 @@ export function parseCountTokensRequest(body: unknown): Checked<CountTokensReque
   return checkCommon(parseWith(countTokensRequestSchema, body));
 }
 
-function parseWith<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
+function parseWith<S extends z.ZodObject>(schema: S, body: unknown): z.output<S> {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw invalidRequest('The request body must be a JSON object.', null, 'invalid_request');
   }
+  const unknown = unknownField(body, schema);
+  if (unknown !== undefined) throw unknownParameter(unknown, 'anthropic');
   for (const [name, why] of Object.entries(REFUSED_FIELDS)) {
     const value = (body as Record<string, unknown>)[name];
     // `thinking: {type: "disabled"}` asks for nothing.
