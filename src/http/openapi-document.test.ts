@@ -50,6 +50,8 @@ test('the request schema agrees with the zod schema that validates requests', ()
     { model: 'm', messages: [{ role: 'user', content: 'x' }], max_tokens: 1.5 },
     { model: 'm', messages: [{ role: 'user', content: 'x' }], stop: ['a', 'b', 'c', 'd', 'e'] },
     { model: 'm', messages: [{ role: 'user', content: 'x' }], stream_options: { include_usage: true, other: 1 } },
+    { model: 'm', messages: [{ role: 'user', content: 'x' }], max_token: 4 },
+    { model: 'm', messages: [{ role: 'user', content: 'x' }], audio: null, functions: null },
   ];
   for (const body of bodies) {
     assert.equal(validate(body), chatRequestSchema.safeParse(body).success, JSON.stringify(body));
@@ -86,6 +88,8 @@ test('the Responses and Anthropic Messages routes are described, and their reque
     { model: 'm', input: 'hi', tools: [{ ...tool, name: 'no spaces' }] },
     { model: 'm', input: [{ role: 'robot', content: 'x' }] },
     { model: 'm', input: 'hi', temperature: 3 },
+    { model: 'm', input: 'hi', max_tokens: 4 },
+    { model: 'm', input: 'hi', prompt: null, moderation: null },
   ];
   const validateResponses = schema('CreateResponseRequest');
   for (const body of responses) assert.equal(validateResponses(body), parses(parseResponsesRequest, body), JSON.stringify(body));
@@ -97,6 +101,8 @@ test('the Responses and Anthropic Messages routes are described, and their reque
     { model: 'm', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'web_search_20250305', name: 'web_search' }] },
     { model: 'm', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }], temperature: 1.5 },
     { model: 'm', max_tokens: 4, messages: [] },
+    { model: 'm', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }], max_token: 4 },
+    { model: 'm', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }], thinking: { type: 'disabled' }, cache_control: { type: 'ephemeral' } },
   ];
   const validateMessages = schema('CreateMessageRequest');
   for (const body of messages) assert.equal(validateMessages(body), parses(parseMessagesRequest, body), JSON.stringify(body));

@@ -11,15 +11,44 @@ import { parse as parseYaml } from 'yaml';
 const SPEC_PATH = fileURLToPath(new URL('../../../shared/spec/openai-openapi.yaml', import.meta.url));
 
 let ajv: Ajv2020 | undefined;
+let parsedSpec: { components: { schemas: Record<string, SchemaNode> } } | undefined;
+
+/** The parts of a spec schema that {@link specProperties} follows. */
+interface SchemaNode {
+  $ref?: string;
+  properties?: Record<string, unknown>;
+  allOf?: SchemaNode[];
+  anyOf?: SchemaNode[];
+  oneOf?: SchemaNode[];
+}
+
+function spec(): { components: { schemas: Record<string, SchemaNode> } } {
+  parsedSpec ??= parseYaml(readFileSync(SPEC_PATH, 'utf8')) as { components: { schemas: Record<string, SchemaNode> } };
+  return parsedSpec;
+}
+
+/** Every property name the spec's `components.schemas[name]` defines, through `$ref`, `allOf`, `anyOf` and `oneOf`. */
+export function specProperties(name: string): string[] {
+  const schemas = spec().components.schemas;
+  const names = new Set<string>();
+  const visit = (node: SchemaNode | undefined): void => {
+    if (node === undefined) return;
+    if (node.$ref !== undefined) return visit(schemas[node.$ref.split('/').pop() ?? '']);
+    for (const property of Object.keys(node.properties ?? {})) names.add(property);
+    for (const part of [...(node.allOf ?? []), ...(node.anyOf ?? []), ...(node.oneOf ?? [])]) visit(part);
+  };
+  if (schemas[name] === undefined) throw new Error(`schema ${name} not found in the OpenAI spec`);
+  visit(schemas[name]);
+  return [...names];
+}
 
 function instance(): Ajv2020 {
   if (ajv) return ajv;
-  const spec = parseYaml(readFileSync(SPEC_PATH, 'utf8')) as Record<string, unknown>;
   ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: true });
   const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => void;
   addFormats(ajv);
   ajv.addFormat('unixtime', { type: 'number', validate: (value: number) => Number.isInteger(value) && value >= 0 });
-  ajv.addSchema({ $id: 'openai', components: toJsonSchema((spec as { components: unknown }).components) });
+  ajv.addSchema({ $id: 'openai', components: toJsonSchema(spec().components) });
   return ajv;
 }
 

@@ -1,0 +1,29 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { IrisError } from '../../errors.js';
+import { assertMatchesSchema, specProperties } from '../../../test/helpers/openapi.js';
+import { parseResponsesRequest, responsesRequestSchema } from './responses-request.js';
+
+test("every field of OpenAI's Responses request is known, and passes when unset (null)", () => {
+  const fields = specProperties('CreateResponse');
+  assert.ok(fields.length > 25, fields.join());
+  for (const name of fields) assert.ok(Object.hasOwn(responsesRequestSchema.shape, name), `${name} is a field of the request schema`);
+  const unset = Object.fromEntries(fields.filter((name) => name !== 'model' && name !== 'input').map((name) => [name, null]));
+  assert.doesNotThrow(() => parseResponsesRequest({ model: 'm', input: 'hi', ...unset }));
+});
+
+test('an unknown top-level field is a 400 unknown_parameter naming it, in the spec\'s error shape', () => {
+  for (const name of ['max_output_token', 'max_tokens', 'messages', 'guided_json']) {
+    assert.throws(
+      () => parseResponsesRequest({ model: 'm', input: 'hi', [name]: 1 }),
+      (error: unknown) => {
+        assert.ok(error instanceof IrisError);
+        assert.deepEqual(error.toBody(), {
+          error: { message: `Unrecognized request argument supplied: ${name}`, type: 'invalid_request_error', param: name, code: 'unknown_parameter' },
+        });
+        assertMatchesSchema('ErrorResponse', error.toBody());
+        return true;
+      },
+    );
+  }
+});
