@@ -25,6 +25,7 @@ export const CHAT_REQUEST_EXTENSIONS: Readonly<Record<string, string>> = {
   top_k: 'Sample from the k most likely tokens only (0: off).',
   min_p: 'Drop tokens less likely than min_p times the most likely one.',
   repetition_penalty: 'Penalise repeated tokens (1: off).',
+  repeat_penalty: "llama-server's name for repetition_penalty; taken as it.",
   ignore_eos: 'Keep generating past end-of-sequence until the token limit (as in vLLM); for benchmarks.',
   max_image_tokens: "Cap on the request's image tokens: Iris lowers image resolution within the model's policy to fit, or answers 400.",
 };

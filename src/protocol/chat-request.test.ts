@@ -47,3 +47,9 @@ test('an unknown field inside an object the schema closes is named with its path
   assert.equal(error.param, 'stream_options.chunk_size');
   assert.equal(error.code, 'unknown_parameter');
 });
+
+test("llama-server's repeat_penalty is taken as repetition_penalty (what a remote-engine Iris sends upstream); two different values are refused", () => {
+  assert.equal(parseChatRequest({ ...base, repeat_penalty: 1.2 }, LIMITS).repetition_penalty, 1.2);
+  assert.equal(parseChatRequest({ ...base, repeat_penalty: 1.2, repetition_penalty: 1.2 }, LIMITS).repetition_penalty, 1.2);
+  assert.equal(refusal({ ...base, repeat_penalty: 1.2, repetition_penalty: 1.1 }).param, 'repeat_penalty');
+});

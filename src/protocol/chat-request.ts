@@ -153,6 +153,8 @@ export const chatRequestSchema = z.strictObject({
   presence_penalty: nullableNumber(z.number().min(-2).max(2)),
   frequency_penalty: nullableNumber(z.number().min(-2).max(2)),
   repetition_penalty: nullableNumber(z.number().gt(0).max(10)),
+  /** llama-server's name for `repetition_penalty`, taken as it: an Iris serving a remote engine sends both names upstream. */
+  repeat_penalty: nullableNumber(z.number().gt(0).max(10)),
   /** Extension (as in vLLM): keep generating past end-of-sequence until max_tokens; for benchmarks. */
   ignore_eos: z.boolean().nullable().optional(),
   /** Extension: the most prompt tokens the request's images may cost together; Iris lowers their resolution to fit. */
@@ -215,6 +217,12 @@ export function parseChatRequest(body: unknown, limits: ChatRequestLimits): Chat
   const result = chatRequestSchema.safeParse(body);
   if (!result.success) throw zodToIrisError(result.error, body);
   const request = result.data;
+  if (request.repeat_penalty != null) {
+    if (request.repetition_penalty != null && request.repetition_penalty !== request.repeat_penalty) {
+      throw invalidRequest("'repeat_penalty' (llama-server's name for 'repetition_penalty') differs from 'repetition_penalty'; send one of them.", 'repeat_penalty', 'invalid_value');
+    }
+    request.repetition_penalty = request.repeat_penalty;
+  }
   if (request.modalities != null && request.modalities.some((modality) => modality !== 'text')) {
     throw invalidRequest("'modalities' is not supported beyond [\"text\"]: only text output is supported.", 'modalities', 'unsupported_parameter');
   }

@@ -401,6 +401,9 @@ describe('a remote model from the config file', () => {
         JSON.stringify({
           model: 'big/remote-vlm',
           max_tokens: 3,
+          // Sent upstream under both its names (vLLM's and llama-server's): the Iris upstream takes both.
+          repetition_penalty: 1.1,
+          top_k: 5,
           messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }, ...Array.from({ length: imageCount }, () => ({ type: 'image_url', image_url: { url: image } }))] }],
         });
       const ask = async (imageCount: number) => {
