@@ -110,6 +110,17 @@ describe('runner resilience', () => {
     assert.equal((await restartsMetric(iris)) - restartsBefore, 1, 'iris_engine_restarts_total counted the restart');
   });
 
+  test('a request sent just after the runner died, before anything noticed, waits for the restart instead of failing', async () => {
+    const strict = new OpenAI({ baseURL: `${iris.baseUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
+    for (let round = 0; round < 3; round += 1) {
+      const current = await runner(iris);
+      process.kill(current.pid, 'SIGKILL');
+      const answer = await strict.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
+      assertMatchesSchema('CreateChatCompletionResponse', answer);
+      assert.notEqual((await runner(iris, current.pid)).pid, current.pid, 'a new llama-server answered');
+    }
+  });
+
   test('a stream whose runner dies ends with an error event', async () => {
     const current = await runner(iris);
     const response = await fetch(`${iris.baseUrl}/v1/chat/completions`, {

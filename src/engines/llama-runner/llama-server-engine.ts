@@ -201,8 +201,8 @@ export class LlamaServerEngine implements Engine {
     const baseUrl = await this.process.ready();
     request.signal.throwIfAborted();
     const body = JSON.stringify(toLlamaBody(request, cachePrompt));
-    const send = () =>
-      httpRequest(`${baseUrl}${path}`, {
+    const send = (url: string) =>
+      httpRequest(`${url}${path}`, {
         method: 'POST',
         dispatcher: this.#agent,
         headers: { 'content-type': 'application/json', authorization: this.process.authorization },
@@ -214,16 +214,23 @@ export class LlamaServerEngine implements Engine {
       });
     let response: Dispatcher.ResponseData;
     try {
-      response = await send().catch((error: unknown) => {
+      response = await send(baseUrl).catch(async (error: unknown) => {
+        if (request.signal.aborted) throw error;
+        // Nothing listens on the child's port: it died (between two requests) and never saw this one, which
+        // goes to the child restarted in its place.
+        if ((error as { code?: unknown } | null)?.code === 'ECONNREFUSED' && this.process.state !== 'disposed') {
+          this.#logger.warn({ reqId: request.requestId }, 'llama-server is gone; sending the request to its restarted child');
+          return send(await this.process.nextReady(baseUrl));
+        }
         // A pooled connection the child closed just as the request went out fails before any answer: the
         // child never saw the request, so it is sent once more on a fresh connection while the same child
         // is still serving. A child that died fails again and is reported below.
-        if (request.signal.aborted || !isClosedSocket(error) || this.process.state !== 'ready') throw error;
+        if (!isClosedSocket(error) || this.process.state !== 'ready') throw error;
         this.#logger.debug({ err: error, reqId: request.requestId }, 'llama-server closed a pooled connection; sending again');
-        return send();
+        return send(baseUrl);
       });
     } catch (error) {
-      throw this.#connectionError(error, request.signal, request.requestId);
+      throw error instanceof IrisError ? error : this.#connectionError(error, request.signal, request.requestId);
     }
     if (response.statusCode >= 400) {
       const text = await response.body.text().catch(() => '');

@@ -131,6 +131,8 @@ export class LlamaServerProcess {
   #child: ChildProcess | undefined;
   #baseUrl: string | undefined;
   #starting: Promise<string> | undefined;
+  /** Settles once the current child's exit has been handled. */
+  #childExit: Promise<void> | undefined;
   #failedStarts = 0;
   #lastError: IrisError | undefined;
   #recentLog: string[] = [];
@@ -187,6 +189,16 @@ export class LlamaServerProcess {
       this.#starting = undefined;
     });
     return this.#starting;
+  }
+
+  /**
+   * The base URL of the child serving after the one at `url` stopped answering: once that child's exit was
+   * seen (within `waitMs`; a child that dies while serving is restarted), whatever {@link ready} says.
+   */
+  async nextReady(url: string, waitMs = 2000): Promise<string> {
+    const exit = this.#childExit;
+    if (this.#baseUrl === url && exit !== undefined) await Promise.race([exit, sleep(waitMs)]);
+    return this.ready();
   }
 
   /** Stops the child (SIGTERM, then SIGKILL after a grace period). */
@@ -247,7 +259,7 @@ export class LlamaServerProcess {
       child.once('error', (error) => resolve(`could not be started: ${error.message}`));
       child.once('exit', (code, signal) => resolve(signal ? `was killed by ${signal}` : `exited with code ${code}`));
     });
-    void exited.then((how) => {
+    const seen = exited.then((how) => {
       live.delete(child);
       void keyFile.remove();
       if (this.#child !== child) return;
@@ -264,6 +276,8 @@ export class LlamaServerProcess {
         void this.ready().catch((error: unknown) => logger.error({ err: error }, 'llama-server could not be restarted'));
       }
     });
+    // Settles once the exit is handled (and a restart under way): what nextReady waits for.
+    this.#childExit = seen;
 
     const baseUrl = `http://127.0.0.1:${port}`;
     const started = Date.now();
