@@ -3,11 +3,13 @@
  * middle of a request, and Iris itself killed with SIGKILL (no orphaned llama-server may survive it).
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { assertMatchesSchema } from '../helpers/openapi.js';
 import { dataUri, makeImage } from '../helpers/images.js';
-import { childRequestsProcessing, llamaChild, type LlamaChild } from '../helpers/llama-child.js';
+import { childKeyFile, childRequestsProcessing, llamaChild, type LlamaChild } from '../helpers/llama-child.js';
 import { llamaServerOf, processExists, startIris, syntheticModel, waitFor, type IrisProcess } from '../helpers/test-env.js';
 
 const MODEL = 'tiny';
@@ -184,14 +186,17 @@ describe('no orphans', () => {
     await iris.stop();
   });
 
-  test('SIGTERM of Iris stops its llama-server and exits 0', async () => {
+  test('SIGTERM of Iris stops its llama-server and exits 0, leaving no key file behind', async () => {
     const model = await syntheticModel('tiny');
     const iris = await startIris({ args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL] });
     const { pid } = await llamaServerOf(iris);
+    const keyFile = childKeyFile(await llamaChild(iris));
+    assert.ok(existsSync(keyFile));
     const exited = new Promise<number | null>((resolve) => iris.child.once('exit', (code) => resolve(code)));
     iris.child.kill('SIGTERM');
     assert.equal(await exited, 0);
     assert.equal(processExists(pid), false);
+    assert.equal(existsSync(dirname(keyFile)), false, "the child's key directory is removed");
     await iris.stop();
   });
 });

@@ -366,9 +366,10 @@ async function writeKeyFile(key: string): Promise<{ path: string; remove: () => 
   await writeFile(path, `${key}\n`, { mode: 0o600 });
   return {
     path,
+    // Forgotten by the exit hook only once gone: Iris exiting while this runs still removes it there.
     remove: async () => {
-      keyDirectories.delete(directory);
       await rm(directory, { recursive: true, force: true });
+      keyDirectories.delete(directory);
     },
   };
 }
