@@ -93,7 +93,7 @@ function operationView(spec, path, method, operation) {
   if (operation.description) body.append(element('p', {}, ...withCode(operation.description)));
   if (operation.security && operation.security.length === 0) body.append(element('p', { className: 'hint', textContent: 'No API key needed.' }));
   for (const parameter of operation.parameters ?? []) {
-    body.append(element('p', {}, element('code', { textContent: `{${parameter.name}}` }), ` (${parameter.in}) ${parameter.description ?? ''}`));
+    body.append(element('p', {}, element('code', { textContent: parameter.in === 'path' ? `{${parameter.name}}` : parameter.name }), ` (${parameter.in}) ${parameter.description ?? ''}`));
   }
   const requestSchema = operation.requestBody?.content?.['application/json']?.schema;
   if (requestSchema) body.append(element('h4', { textContent: `Request body: ${resolve(spec, requestSchema).name ?? ''}` }), schemaTable(spec, requestSchema));
