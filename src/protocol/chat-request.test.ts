@@ -53,3 +53,13 @@ test("llama-server's repeat_penalty is taken as repetition_penalty (what a remot
   assert.equal(parseChatRequest({ ...base, repeat_penalty: 1.2, repetition_penalty: 1.2 }, LIMITS).repetition_penalty, 1.2);
   assert.equal(refusal({ ...base, repeat_penalty: 1.2, repetition_penalty: 1.1 }).param, 'repeat_penalty');
 });
+
+test("metadata within OpenAI's limits passes; more than 16 pairs, a key over 64 or a value over 512 characters is a 400 naming metadata", () => {
+  const pairs = (count: number) => Object.fromEntries(Array.from({ length: count }, (_, index) => [`k${index}`, 'v']));
+  assert.doesNotThrow(() => parseChatRequest({ ...base, metadata: { ...pairs(15), ['k'.repeat(64)]: 'v'.repeat(512) } }, LIMITS));
+  for (const metadata of [pairs(17), { ['k'.repeat(65)]: 'v' }, { k: 'v'.repeat(513) }]) {
+    const error = refusal({ ...base, metadata });
+    assert.equal(error.status, 400);
+    assert.match(error.param ?? '', /^metadata/);
+  }
+});

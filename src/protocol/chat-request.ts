@@ -130,6 +130,11 @@ export const REFUSED_PARAMETERS: Readonly<Record<string, string>> = {
 
 const nullableNumber = (schema: z.ZodNumber) => schema.nullable().optional();
 
+/** OpenAI's `metadata`: at most 16 pairs, keys up to 64 characters, values up to 512 (kept and echoed back). */
+export const metadataSchema = z
+  .record(z.string().max(64, 'keys must be at most 64 characters'), z.string().max(512, 'must be at most 512 characters'))
+  .refine((metadata) => Object.keys(metadata).length <= 16, 'must have at most 16 key-value pairs');
+
 /** A field of {@link REFUSED_PARAMETERS}: known, so null (unset) passes; any value is refused by name first. */
 const refusedField = z.null().optional();
 
@@ -172,7 +177,7 @@ export const chatRequestSchema = z.strictObject({
   response_format: responseFormatSchema.nullable().optional(),
   // Accepted without effect: they change nothing about the answer.
   user: z.string().nullable().optional(),
-  metadata: z.record(z.string(), z.string()).nullable().optional(),
+  metadata: metadataSchema.nullable().optional(),
   store: z.boolean().nullable().optional(),
   service_tier: z.string().nullable().optional(),
   prompt_cache_key: z.string().nullable().optional(),

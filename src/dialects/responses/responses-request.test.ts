@@ -27,3 +27,12 @@ test('an unknown top-level field is a 400 unknown_parameter naming it, in the sp
     );
   }
 });
+
+test("metadata over OpenAI's limits is a 400 naming metadata", () => {
+  const metadata = Object.fromEntries(Array.from({ length: 17 }, (_, index) => [`k${index}`, 'v']));
+  assert.throws(
+    () => parseResponsesRequest({ model: 'm', input: 'hi', metadata }),
+    (error: unknown) => error instanceof IrisError && error.status === 400 && (error.param ?? '').startsWith('metadata'),
+  );
+  assert.doesNotThrow(() => parseResponsesRequest({ model: 'm', input: 'hi', metadata: { user: 'u1' } }));
+});

@@ -12,7 +12,7 @@
  */
 import { z } from 'zod';
 import { invalidRequest, unknownParameter } from '../../errors.js';
-import { toChatResponseFormat, unknownField, zodToIrisError, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
+import { metadataSchema, toChatResponseFormat, unknownField, zodToIrisError, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
 
 const detailSchema = z.enum(['low', 'high', 'auto']);
 
@@ -107,7 +107,7 @@ export const responsesRequestSchema = z.strictObject({
   stream_options: z.looseObject({ include_obfuscation: z.boolean().nullable().optional() }).nullable().optional(),
   store: z.boolean().nullable().optional(),
   previous_response_id: nullableString,
-  metadata: z.record(z.string(), z.string()).nullable().optional(),
+  metadata: metadataSchema.nullable().optional(),
   text: z.looseObject({ format: textFormatSchema.nullable().optional(), verbosity: nullableString }).nullable().optional(),
   tools: z.array(z.looseObject({ type: z.string() })).nullable().optional(),
   tool_choice: z
