@@ -9,10 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
+import { zodOutputFormat } from '@anthropic-ai/sdk/helpers/zod';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import OpenAI from 'openai';
+import { z } from 'zod';
 import { buildOpenApiDocument } from '../../src/http/openapi-document.js';
 import { makeImage } from '../helpers/images.js';
+import { COLOR_SCHEMA } from '../helpers/schemas.js';
 import { componentValidators } from '../helpers/iris-openapi.js';
 import { startImageHost, type ImageHost } from '../helpers/image-host.js';
 import { startIris, syntheticModel, templatedModel, waitFor, type IrisProcess } from '../helpers/test-env.js';
@@ -181,6 +184,31 @@ describe('Anthropic Messages API', () => {
     assert.ok(final.usage.input_tokens + (final.usage.cache_read_input_tokens ?? 0) > imageTokens);
     assert.ok(final.usage.output_tokens >= 1);
     assert.ok(host.requests.includes('/dog.png'));
+  });
+
+  test('output_config.format with an image: the answer is JSON matching the schema, through the SDK\'s parse, streamed and not', async () => {
+    const Color = z.object({ color: z.enum(['red', 'green', 'blue']), count: z.number().int().min(0).max(9), bright: z.boolean() });
+    const validate = new Ajv2020({ strict: false }).compile(COLOR_SCHEMA);
+    const request = { model: MODEL, max_tokens: 200, temperature: 0, messages: [imageMessage('What colour is it? Answer as JSON.')] };
+    const parsed = await anthropic.messages.parse({ ...request, output_config: { format: zodOutputFormat(Color) } });
+    assert.equal(parsed.stop_reason, 'end_turn', 'the grammar closed the object before max_tokens');
+    const text = parsed.content.map((block) => (block.type === 'text' ? block.text : '')).join('');
+    assert.ok(validate(JSON.parse(text)), `${text}: ${JSON.stringify(validate.errors)}`);
+    assert.deepEqual(parsed.parsed_output, JSON.parse(text));
+    assert.equal((parsed.usage as any).image_tokens, imageTokens);
+
+    const stream = anthropic.messages.stream({ ...request, output_config: { format: { type: 'json_schema', schema: COLOR_SCHEMA as any } } });
+    const streamed = await stream.finalMessage();
+    const streamedText = streamed.content.map((block) => (block.type === 'text' ? block.text : '')).join('');
+    assert.ok(validate(JSON.parse(streamedText)), streamedText);
+
+    // The schema is part of what a completion costs, so count_tokens takes it too.
+    const count = await anthropic.messages.countTokens({ model: MODEL, messages: request.messages, output_config: { format: { type: 'json_schema', schema: COLOR_SCHEMA as any } } });
+    assert.ok(count.input_tokens > 0);
+    // An effort level and the beta output_format are refused by name.
+    assertAnthropicError(await post('/v1/messages', { ...request, output_config: { effort: 'high' } }), 400, 'invalid_request_error', 'output_config.effort');
+    assertAnthropicError(await post('/v1/messages', { ...request, output_format: { type: 'json_schema', schema: COLOR_SCHEMA } }), 400, 'invalid_request_error', 'output_format');
+    assertAnthropicError(await post('/v1/messages', { ...request, output_config: { format: { type: 'xml' } } }), 400, 'invalid_request_error', 'output_config.format');
   });
 
   test('errors in Anthropic shape with its status codes', async () => {

@@ -97,7 +97,15 @@ const baseFields = {
   speed: z.string().nullable().optional(),
   // Refused when set (REFUSED_FIELDS); `thinking: {type: "disabled"}` asks for nothing.
   thinking: z.looseObject({ type: z.literal('disabled') }).nullable().optional(),
-  output_config: refusedField,
+  // Structured output: a JSON schema the answer must match (the grammar chat completions' response_format
+  // uses). `effort` changes nothing Iris can do and is refused when set (checkCommon).
+  output_config: z
+    .strictObject({
+      format: z.strictObject({ type: z.literal('json_schema'), schema: z.record(z.string(), z.unknown()) }).nullable().optional(),
+      effort: z.unknown().optional(),
+    })
+    .nullable()
+    .optional(),
   output_format: refusedField,
   mcp_servers: refusedField,
   context_management: refusedField,
@@ -137,8 +145,7 @@ const REFUSED_FIELDS: Readonly<Record<string, string>> = {
   mcp_servers: 'remote MCP servers are not supported',
   container: 'code execution containers are not supported',
   context_management: 'context management is not supported',
-  output_config: 'output configuration (a JSON output format, an effort level) is not supported in this dialect',
-  output_format: 'structured output formats are not supported in this dialect',
+  output_format: "the beta 'output_format' is not supported: send the JSON schema as 'output_config.format'",
   diagnostics: 'prompt-cache diagnostics are not supported',
 };
 
@@ -181,6 +188,9 @@ function checkCommon<T extends CountTokensRequest>(request: T): Checked<T> {
     if (!parsed.success) throw zodToIrisError(new z.ZodError(parsed.error.issues.map((issue) => ({ ...issue, path: ['tools', index, ...issue.path] }))), request);
     return parsed.data;
   });
+  if (request.output_config?.effort != null) {
+    throw invalidRequest("'output_config.effort' is not supported: the models served here have no effort setting.", 'output_config.effort', 'unsupported_parameter');
+  }
   const choice = request.tool_choice;
   if (choice != null && choice.type !== 'none' && choice.type !== 'auto' && customTools.length === 0) {
     throw invalidRequest("'tool_choice' needs 'tools'.", 'tool_choice', 'invalid_value');
@@ -307,6 +317,8 @@ export function toChatRequest(request: Checked<MessagesRequest> | Checked<CountT
       choice.type === 'any' ? 'required' : choice.type === 'tool' ? { type: 'function', function: { name: choice.name } } : choice.type;
     if ('disable_parallel_tool_use' in choice && choice.disable_parallel_tool_use === true && chat.tools !== undefined) chat.parallel_tool_calls = false;
   }
+  const format = request.output_config?.format;
+  if (format != null) chat.response_format = { type: 'json_schema', json_schema: { name: 'output', schema: format.schema, strict: true } };
   if ('max_tokens' in request) {
     const generation = request as MessagesRequest;
     chat.max_tokens = generation.max_tokens;
