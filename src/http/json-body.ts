@@ -83,19 +83,19 @@ function plainAscii(raw: Buffer, start: number, end: number): string | undefined
 function restore(value: unknown, lifted: Map<string, string>): unknown {
   if (typeof value === 'string') return lifted.get(value) ?? value;
   const stack: unknown[] = [value];
+  const visit = (container: Record<string, unknown> | unknown[], key: string | number): void => {
+    const inner = (container as Record<string | number, unknown>)[key];
+    if (typeof inner === 'string') {
+      const literal = lifted.get(inner);
+      if (literal !== undefined) (container as Record<string | number, unknown>)[key] = literal;
+    } else if (inner !== null && typeof inner === 'object') {
+      stack.push(inner);
+    }
+  };
   while (stack.length > 0) {
     const node = stack.pop();
-    if (node === null || typeof node !== 'object') continue;
-    const record = node as Record<string, unknown>;
-    for (const key of Object.keys(record)) {
-      const inner = record[key];
-      if (typeof inner === 'string') {
-        const literal = lifted.get(inner);
-        if (literal !== undefined) record[key] = literal;
-      } else if (inner !== null && typeof inner === 'object') {
-        stack.push(inner);
-      }
-    }
+    if (Array.isArray(node)) for (let index = 0; index < node.length; index += 1) visit(node, index);
+    else if (node !== null && typeof node === 'object') for (const key of Object.keys(node)) visit(node as Record<string, unknown>, key);
   }
   return value;
 }
