@@ -212,25 +212,23 @@ export class LlamaServerEngine implements Engine {
         headersTimeout: this.#deadlines.firstByteTimeoutMs,
         bodyTimeout: this.#deadlines.idleTimeoutMs,
       });
-    let response: Dispatcher.ResponseData;
-    try {
-      response = await send(baseUrl).catch(async (error: unknown) => {
-        if (request.signal.aborted) throw error;
-        // Nothing listens on the child's port: it died (between two requests) and never saw this one, which
-        // goes to the child restarted in its place.
-        if ((error as { code?: unknown } | null)?.code === 'ECONNREFUSED' && this.process.state !== 'disposed') {
-          this.#logger.warn({ reqId: request.requestId }, 'llama-server is gone; sending the request to its restarted child');
-          return send(await this.process.nextReady(baseUrl));
+    // The child may not answer a request it never saw: a kept-alive connection it closed just as the request
+    // went out (sent again on a fresh one), or nothing listening any more because it died between two
+    // requests (sent to the child restarted in its place, once its exit was seen). At most three tries.
+    let response: Dispatcher.ResponseData | undefined;
+    let url = baseUrl;
+    for (let attempt = 1; response === undefined; attempt += 1) {
+      try {
+        response = await send(url);
+      } catch (error) {
+        if (error instanceof IrisError) throw error;
+        if (request.signal.aborted || attempt >= 3 || this.process.state === 'disposed' || !isClosedSocket(error)) {
+          throw this.#connectionError(error, request.signal, request.requestId);
         }
-        // A pooled connection the child closed just as the request went out fails before any answer: the
-        // child never saw the request, so it is sent once more on a fresh connection while the same child
-        // is still serving. A child that died fails again and is reported below.
-        if (!isClosedSocket(error) || this.process.state !== 'ready') throw error;
-        this.#logger.debug({ err: error, reqId: request.requestId }, 'llama-server closed a pooled connection; sending again');
-        return send(baseUrl);
-      });
-    } catch (error) {
-      throw error instanceof IrisError ? error : this.#connectionError(error, request.signal, request.requestId);
+        const refused = (error as { code?: unknown } | null)?.code === 'ECONNREFUSED';
+        this.#logger.debug({ err: error, reqId: request.requestId }, refused ? 'llama-server is gone; sending to its restarted child' : 'llama-server closed a pooled connection; sending again');
+        if (refused || this.process.state !== 'ready') url = await this.process.nextReady(url);
+      }
     }
     if (response.statusCode >= 400) {
       const text = await response.body.text().catch(() => '');
@@ -343,8 +341,8 @@ function toLlamaBody(request: EngineRequest, cachePrompt: boolean): Record<strin
   return body;
 }
 
-/** A socket closed or reset by the other side before an answer (undici's codes, and Node's). */
+/** A socket closed, reset or refused by the other side before an answer (undici's codes, and Node's). */
 function isClosedSocket(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
-  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_CLOSED';
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_CLOSED' || code === 'ECONNREFUSED';
 }
