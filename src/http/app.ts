@@ -87,8 +87,8 @@ export function createApp(deps: AppDeps): FastifyInstance {
   // Every body is read as JSON (curl -d sends application/x-www-form-urlencoded by default; the hosted API
   // reads it as JSON too), with large image data URIs kept out of the parser (json-body.ts).
   const parseJson = app.getDefaultJsonParser('error', 'error');
-  const jsonBody = (request: FastifyRequest, body: string | Buffer, done: (error: Error | null, value?: unknown) => void): void => {
-    const lifted = liftDataUris(typeof body === 'string' ? Buffer.from(body) : body);
+  const jsonBody = (request: FastifyRequest, body: Buffer, done: (error: Error | null, value?: unknown) => void): void => {
+    const lifted = liftDataUris(body);
     parseJson(request, lifted.text, (error, value) => (error ? done(error, undefined) : done(null, lifted.restore(value))));
   };
   app.removeContentTypeParser('application/json');

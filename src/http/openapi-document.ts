@@ -537,7 +537,8 @@ function anthropicOperations(prefix: string, alias: boolean): Record<string, Jso
         operationId: `createMessage${suffix}`,
         summary: `Create a message (Anthropic Messages API)${note}`,
         description:
-          "Anthropic's Messages API, run on the same pipeline as chat completions (images, tools). Errors have " +
+          "Anthropic's Messages API, run on the same pipeline as chat completions (images, tools, structured output " +
+          'through `output_config.format`). Errors have ' +
           "Anthropic's shape and status codes. With `stream: true` the answer is a `text/event-stream` of named " +
           'events (`message_start`, `ping`, `content_block_start`, `content_block_delta`, `content_block_stop`, ' +
           '`message_delta`, `message_stop`); a failure after the first event ends it with an `error` event.',

@@ -135,8 +135,11 @@ export const metadataSchema = z
   .record(z.string().max(64, 'keys must be at most 64 characters'), z.string().max(512, 'must be at most 512 characters'))
   .refine((metadata) => Object.keys(metadata).length <= 16, 'must have at most 16 key-value pairs');
 
-/** A field of {@link REFUSED_PARAMETERS}: known, so null (unset) passes; any value is refused by name first. */
-const refusedField = z.null().optional();
+/**
+ * A field a dialect refuses by name when set (its refused-fields table): known, so null (unset) passes; any
+ * value is refused with the reason before the schema parses.
+ */
+export const refusedField = z.null().optional();
 
 /** The request body of POST /v1/chat/completions, as Iris accepts it: any other top-level field is refused. */
 export const chatRequestSchema = z.strictObject({

@@ -13,7 +13,7 @@
  */
 import { z } from 'zod';
 import { invalidRequest, unknownParameter } from '../../errors.js';
-import { unknownField, zodToIrisError, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
+import { refusedField, unknownField, zodToIrisError, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
 
 const cacheControl = z.unknown().optional();
 
@@ -73,9 +73,6 @@ const messageSchema = z.looseObject({
 });
 
 const nullableNumber = (schema: z.ZodNumber) => schema.nullable().optional();
-
-/** A field of REFUSED_FIELDS: null (unset) passes; any value is refused by name before the schema parses. */
-const refusedField = z.null().optional();
 
 /** Fields both endpoints take. */
 const baseFields = {

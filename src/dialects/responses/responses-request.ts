@@ -12,7 +12,7 @@
  */
 import { z } from 'zod';
 import { invalidRequest, unknownParameter } from '../../errors.js';
-import { metadataSchema, toChatResponseFormat, unknownField, zodToIrisError, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
+import { metadataSchema, refusedField, toChatResponseFormat, unknownField, zodToIrisError, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
 
 const detailSchema = z.enum(['low', 'high', 'auto']);
 
@@ -91,9 +91,6 @@ export const functionToolSchema = z.looseObject({
   parameters: z.record(z.string(), z.unknown()).nullable().optional(),
   strict: z.boolean().nullable().optional(),
 });
-
-/** A field of REFUSED_FIELDS without a schema of its own: null (unset) passes; any value is refused by name first. */
-const refusedField = z.null().optional();
 
 /** The request body of POST /v1/responses, as Iris accepts it: any other top-level field is refused. */
 export const responsesRequestSchema = z.strictObject({
