@@ -151,6 +151,7 @@ async function* watch(parts: AsyncIterable<StreamPart>, observation: RequestObse
   for await (const part of parts) {
     observePart(part, observation);
     if (part.type === 'text-delta' || part.type === 'tool-call-delta') ticket.delta();
+    else if (part.type === 'finish') ticket.finished();
     else if (part.type === 'usage') ticket.usage(part.usage);
     else if (part.type === 'error') ticket.fail(part.error);
     yield part;

@@ -111,6 +111,11 @@ export class RequestTicket {
     this.#deltas += 1;
   }
 
+  /** A choice finished: an answer with no text still had its first token by now. */
+  finished(): void {
+    this.#firstTokenAt ??= this.#now();
+  }
+
   /** The engine's usage report. */
   usage(usage: EngineUsage): void {
     this.#usage = usage;

@@ -128,12 +128,18 @@ function finish(request: FastifyRequest, reply: FastifyReply, endpoint: Endpoint
   else request.log.info(line, 'request completed');
 }
 
-/** Notes what one stream part says: when text starts and stops, and the usage. */
+/**
+ * Notes what one stream part says: when generation starts and stops, and the usage. The first token is the
+ * first generated part of any kind: an answer whose only token ends it (an end-of-generation token, or bytes
+ * the engine holds back as incomplete UTF-8) still has a time to first token.
+ */
 export function observePart(part: StreamPart, observation: RequestObservation): void {
-  if (part.type === 'text-delta') {
+  if (part.type === 'text-delta' || part.type === 'tool-call-delta' || part.type === 'logprobs') {
     const now = performance.now();
     observation.firstTokenAt ??= now;
     observation.lastTokenAt = now;
+  } else if (part.type === 'finish') {
+    observation.firstTokenAt ??= performance.now();
   } else if (part.type === 'usage') {
     observation.promptTokens = part.usage.promptTokens;
     observation.completionTokens = part.usage.completionTokens;
