@@ -125,7 +125,9 @@ describe('normalizeImage', () => {
     const started = performance.now();
     await refused(bomb, 413, 'image_too_large', /more than 50000000 pixels/);
     const elapsed = performance.now() - started;
-    assert.ok(elapsed < 250, `refused in ${elapsed.toFixed(1)} ms`);
+    // A full decode of 900 megapixels takes many seconds and gigabytes; the header alone, milliseconds (bounded
+    // loosely so a loaded CI machine does not flake it).
+    assert.ok(elapsed < 1000, `refused in ${elapsed.toFixed(1)} ms`);
   });
 
   it('refuses truncated, non-image, SVG, PDF and malformed BMP data with a 400', async () => {

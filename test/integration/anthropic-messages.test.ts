@@ -109,7 +109,7 @@ describe('Anthropic Messages API', () => {
   });
 
   test('max_tokens reached: stop_reason max_tokens', async () => {
-    const message = await anthropic.messages.create({ model: MODEL, max_tokens: 1, messages: [{ role: 'user', content: 'Count to one hundred.' }] });
+    const message = await anthropic.messages.create({ model: MODEL, max_tokens: 1, temperature: 0, messages: [{ role: 'user', content: 'Count to one hundred.' }] });
     assert.equal(message.stop_reason, 'max_tokens');
     assert.equal(message.usage.output_tokens, 1);
   });

@@ -127,7 +127,7 @@ describe('images by URL', () => {
     assert.equal(result.status, 200, JSON.stringify(result.json));
     assert.equal(allowed.requests.length - before, 3, 'identical URLs are fetched once');
     assert.equal(maxInFlight, 3, 'all distinct URLs were in flight at once');
-    assert.ok(result.ms < 1500, `took ${result.ms.toFixed(0)} ms`);
+    assert.ok(result.ms < 5000, `took ${result.ms.toFixed(0)} ms`);
     assert.equal(result.json.usage.prompt_tokens_details.image_tokens, 5 * imageTokens);
   });
 
