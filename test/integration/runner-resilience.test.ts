@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { assertMatchesSchema } from '../helpers/openapi.js';
@@ -154,16 +154,30 @@ describe('runner resilience', () => {
 });
 
 describe('no orphans', () => {
-  test('SIGKILL of Iris takes its llama-server with it', async () => {
+  test('SIGKILL of Iris takes its llama-server with it; the next Iris removes the key file it left', async () => {
     const model = await syntheticModel('tiny');
-    const iris = await startIris({ args: ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL] });
+    const args = ['--model', model.modelPath, '--mmproj', model.mmprojPath, '--model-id', MODEL];
+    const iris = await startIris({ args });
+    let keyFile: string;
     try {
       const { pid } = await llamaServerOf(iris);
       assert.ok(processExists(pid));
+      keyFile = childKeyFile(await llamaChild(iris));
       iris.child.kill('SIGKILL');
       assert.ok(await waitFor(() => !processExists(pid), 5000), `llama-server ${pid} outlived a SIGKILLed Iris`);
     } finally {
       await iris.stop();
+    }
+    // No exit hook ran: the key is still on disk, in a directory named after the dead Iris.
+    assert.ok(existsSync(keyFile), 'a SIGKILLed Iris cannot remove its key file');
+    assert.match(basename(dirname(keyFile)), new RegExp(`^iris-llama-${iris.child.pid}-`));
+    const next = await startIris({ args });
+    try {
+      const keptFile = childKeyFile(await llamaChild(next));
+      assert.equal(existsSync(dirname(keyFile)), false, "the dead Iris's key directory is removed");
+      assert.ok(existsSync(keptFile), "the running Iris's own key file stays");
+    } finally {
+      await next.stop();
     }
   });
 

@@ -24,6 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { buildFailed, type IrisError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { mergeCmakeFlags, type LlamaServerBackend, type ResolvedBackend } from './gpu-backend.js';
+import { processAlive } from './llama-server-process.js';
 
 /** The llama.cpp commit node-llama-cpp 3.22.1 ships; the build refuses a bundle at any other commit. */
 export const PINNED_LLAMA_CPP_COMMIT = 'de3ff815ea7d559ee917f063901b8986f038abc6';
@@ -240,7 +241,7 @@ export async function acquireBuildLock(path: string, logger: Logger): Promise<Bu
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     const owner = Number(await readFile(join(path, 'owner'), 'utf8').catch(() => ''));
-    if (Number.isInteger(owner) && owner > 0 && !isAlive(owner)) {
+    if (Number.isInteger(owner) && owner > 0 && !processAlive(owner)) {
       logger.warn({ lock: path, owner }, 'removing a stale llama-server build lock');
       await rm(path, { recursive: true, force: true });
       continue;
@@ -255,15 +256,6 @@ export async function acquireBuildLock(path: string, logger: Logger): Promise<Bu
       announced = true;
     }
     await sleep(1000);
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -16,7 +16,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -358,9 +358,39 @@ export function childEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   );
 }
 
+/** Key directories are named after the Iris process that made them: `iris-llama-<pid>-XXXXXX`. */
+const KEY_DIRECTORY = /^iris-llama-(\d+)-/;
+let staleKeysSwept = false;
+
+/**
+ * Removes the key directories an Iris killed without its exit hook (SIGKILL, the OOM killer) left behind:
+ * those whose process is gone. Another running Iris's are left alone.
+ */
+async function sweepStaleKeyDirectories(): Promise<void> {
+  if (staleKeysSwept) return;
+  staleKeysSwept = true;
+  const names = await readdir(tmpdir()).catch(() => [] as string[]);
+  for (const name of names) {
+    const pid = Number(KEY_DIRECTORY.exec(name)?.[1] ?? Number.NaN);
+    if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid)) await rm(join(tmpdir(), name), { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+/** Whether a process with this pid exists (another user's included). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, as another user's.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Writes a child's API key into a new directory only Iris's user can read; removed when the child exits. */
 async function writeKeyFile(key: string): Promise<{ path: string; remove: () => Promise<void> }> {
-  const directory = await mkdtemp(join(tmpdir(), 'iris-llama-'));
+  await sweepStaleKeyDirectories();
+  const directory = await mkdtemp(join(tmpdir(), `iris-llama-${process.pid}-`));
   const path = join(directory, 'api-key');
   keyDirectories.add(directory);
   await writeFile(path, `${key}\n`, { mode: 0o600 });
