@@ -1,19 +1,26 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { IrisError } from '../../errors.js';
 import { silentLogger } from '../../logger.js';
 import { LlamaServerEngine } from './llama-server-engine.js';
 
 const FAKE = fileURLToPath(new URL('../../../test/fixtures/fake-llama-server.mjs', import.meta.url));
 
+const scriptDirectories: string[] = [];
+after(() => {
+  for (const directory of scriptDirectories) rmSync(directory, { recursive: true, force: true });
+});
+
 function engineStreaming(events: unknown[]): LlamaServerEngine {
   const stream = events.map((event) => (typeof event === 'string' ? event : JSON.stringify(event))).join('\n');
   // The fake streams the file it is given as its model.
-  const script = join(mkdtempSync(join(tmpdir(), 'iris-fake-llama-')), 'stream.txt');
+  const directory = mkdtempSync(join(tmpdir(), 'iris-fake-llama-'));
+  scriptDirectories.push(directory);
+  const script = join(directory, 'stream.txt');
   writeFileSync(script, stream);
   return new LlamaServerEngine(
     {
