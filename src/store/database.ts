@@ -118,16 +118,30 @@ export function openPostgres(url: string): SqlDatabase {
     execute: poolExecutor.execute,
     transaction: async (work) => {
       const client = await pool.connect();
+      // While checked out, a client has no listener of the pool's: a connection the server ends between two
+      // statements (a restart, pg_terminate_backend) would be an uncaught 'error' that ends Iris. It is
+      // noted instead, fails the transaction's next statement, and the connection is thrown away.
+      let lost: Error | undefined;
+      const onError = (error: Error): void => {
+        lost = error;
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const result = await work(executorOf(client));
         await client.query('COMMIT');
         return result;
       } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
+        if (lost === undefined) {
+          await client.query('ROLLBACK').catch((rollbackError: unknown) => {
+            lost = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+          });
+        }
         throw error;
       } finally {
-        client.release();
+        client.removeListener('error', onError);
+        // Released with an error, the pool closes the connection rather than hand a broken one out again.
+        client.release(lost);
       }
     },
     close: () => pool.end(),
