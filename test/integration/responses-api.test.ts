@@ -562,14 +562,27 @@ describe('Responses API: function tools and structured output', () => {
     assert.equal((response.usage!.input_tokens_details as any).image_tokens, imageTokens);
   });
 
+  /** A raw POST to the tool-capable Iris's Responses route. */
+  const post = async (body: unknown) => {
+    const response = await fetch(`${tools.baseUrl}/v1/responses`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: response.status, json: await response.json() };
+  };
+
   test('tool_choice naming a function not in tools, or without tools: 400 naming it', async () => {
-    const post = async (body: unknown) => {
-      const response = await fetch(`${tools.baseUrl}/v1/responses`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-      return { status: response.status, json: await response.json() };
-    };
     assertError(await post({ model: 'llama', input: 'hi', tools: [REPORT_TOOL], tool_choice: { type: 'function', name: 'other' } }), 400, 'tool_choice.name');
     assertError(await post({ model: 'llama', input: 'hi', tool_choice: 'required' }), 400, 'tool_choice');
     assertError(await post({ model: 'llama', input: 'hi', tools: [{ type: 'function', name: 'bad name!' }] }), 400, 'tools[0].name');
     assertError(await post({ model: 'llama', input: 'hi', max_tool_calls: 2 }), 400, 'max_tool_calls', 'unsupported_parameter');
+  });
+
+  test('errors found after the translation name the Responses fields: text.format.schema, input', async () => {
+    // A schema llama-server cannot turn into a grammar; it says so only when asked to generate.
+    const broken = { type: 'object', properties: { a: { $ref: '#/$defs/missing' } } };
+    for (const stream of [false, true]) {
+      const result = await post({ model: 'llama', input: 'hi', text: { format: { type: 'json_schema', name: 'broken', schema: broken } }, stream });
+      assertError(result, 400, 'text.format.schema', 'invalid_value');
+    }
+    const tooLong = await post({ model: 'llama', input: 'the '.repeat(40_000), max_output_tokens: 4 });
+    assertError(tooLong, 400, 'input', 'context_length_exceeded');
   });
 });

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { IrisError } from '../../errors.js';
+import { IrisError, invalidRequest } from '../../errors.js';
 import { assertMatchesSchema, specProperties } from '../../../test/helpers/openapi.js';
-import { parseResponsesRequest, responsesRequestSchema } from './responses-request.js';
+import { inResponsesTerms, parseResponsesRequest, responsesRequestSchema } from './responses-request.js';
 
 test("every field of OpenAI's Responses request is known, and passes when unset (null)", () => {
   const fields = specProperties('CreateResponse');
@@ -35,4 +35,18 @@ test("metadata over OpenAI's limits is a 400 naming metadata", () => {
     (error: unknown) => error instanceof IrisError && error.status === 400 && (error.param ?? '').startsWith('metadata'),
   );
   assert.doesNotThrow(() => parseResponsesRequest({ model: 'm', input: 'hi', metadata: { user: 'u1' } }));
+});
+
+test('inResponsesTerms', async (t) => {
+  await t.test("names the Responses request's fields for errors raised in chat terms, and leaves the rest", () => {
+    const param = (name: string | null) => (inResponsesTerms(invalidRequest('x', name)) as IrisError).param;
+    assert.equal(param('response_format.json_schema.schema'), 'text.format.schema');
+    assert.equal(param('response_format'), 'text.format');
+    assert.equal(param('messages'), 'input');
+    assert.equal(param('max_tokens'), 'max_output_tokens');
+    assert.equal(param('max_completion_tokens'), 'max_output_tokens');
+    for (const kept of ['input[0].content[1].image_url', 'tools', 'tool_choice.name', 'temperature', 'messages_extra', 'messages[2].content', null]) assert.equal(param(kept), kept);
+    const other = new Error('not an IrisError');
+    assert.equal(inResponsesTerms(other), other);
+  });
 });

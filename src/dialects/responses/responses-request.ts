@@ -11,7 +11,7 @@
  * OpenAI does not define (a typo, another server's extension) is refused by name, as OpenAI refuses it.
  */
 import { z } from 'zod';
-import { invalidRequest, unknownParameter } from '../../errors.js';
+import { IrisError, invalidRequest, unknownParameter } from '../../errors.js';
 import { metadataSchema, refusedField, toChatResponseFormat, unknownField, zodToIrisError, type ChatMessage, type ChatRequest } from '../../protocol/chat-request.js';
 
 const detailSchema = z.enum(['low', 'high', 'auto']);
@@ -409,4 +409,30 @@ function toChatMessage(item: Extract<ResponsesInputItem, { type: 'message' }>, p
 
 function wrongPart(type: string, where: string, role: string, allowed: string) {
   return invalidRequest(`Invalid content part at '${where}': a ${role} message takes ${allowed} parts, not '${type}'.`, `${where}.type`, 'invalid_value');
+}
+
+/**
+ * Chat request fields and the Responses fields they came from, for errors the pipeline and the engines raise
+ * after translation (a schema the engine cannot enforce, a prompt over the context): the client is told the
+ * field of its own request. Image and content fields are already named in Responses terms by the translation.
+ */
+const RESPONSES_FIELDS: readonly [chat: string, responses: string][] = [
+  ['response_format.json_schema', 'text.format'],
+  ['response_format', 'text.format'],
+  ['max_completion_tokens', 'max_output_tokens'],
+  ['max_tokens', 'max_output_tokens'],
+];
+
+/**
+ * The error with its `param` named as the Responses request names it; anything else as it is. `messages`
+ * becomes `input` only as a whole: a message's index in the chat request is not its item's in `input`.
+ */
+export function inResponsesTerms<T>(error: T): T | IrisError {
+  if (!(error instanceof IrisError) || error.param === null) return error;
+  const param = error.param;
+  if (param === 'messages') return error.with({ param: 'input' });
+  for (const [chat, responses] of RESPONSES_FIELDS) {
+    if (param === chat || param.startsWith(`${chat}.`)) return error.with({ param: responses + param.slice(chat.length) });
+  }
+  return error;
 }

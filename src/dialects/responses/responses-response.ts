@@ -9,7 +9,7 @@ import type { EngineChoice, EngineUsage, FinishReason, StreamPart } from '../../
 import type { IrisError } from '../../errors.js';
 import { StreamOutcome } from '../stream-outcome.js';
 import type { ChatMessage } from '../../protocol/chat-request.js';
-import type { ParsedResponsesRequest } from './responses-request.js';
+import { inResponsesTerms, type ParsedResponsesRequest } from './responses-request.js';
 
 /** `usage` of a response. */
 export interface ResponsesUsage {
@@ -287,7 +287,8 @@ export class ResponseStreamTranslator {
    * error twice: at its top level as the spec's `ResponseErrorEvent` has it, and nested under `error` as
    * OpenAI's own servers send it, which is what makes the official SDKs throw instead of ending quietly.
    */
-  fail(error: IrisError): ResponseStreamEvent[] {
+  fail(failure: IrisError): ResponseStreamEvent[] {
+    const error = inResponsesTerms(failure);
     const { code, message } = responseError(error);
     this.#response = { ...this.#response, status: 'failed', error: { code, message } };
     return [

@@ -8,7 +8,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { objectNotFound, type IrisError } from '../../errors.js';
-import { parseResponsesRequest, toChatRequest } from '../../dialects/responses/responses-request.js';
+import { inResponsesTerms, parseResponsesRequest, toChatRequest } from '../../dialects/responses/responses-request.js';
 import {
   finishedResponse,
   initialResponse,
@@ -50,13 +50,18 @@ export function registerResponses(app: FastifyInstance, deps: ResponsesDeps): vo
 
 async function createResponse(request: FastifyRequest, reply: FastifyReply, deps: ResponsesDeps): Promise<unknown> {
   const owner = apiKeyOwner(request);
+  // Errors of the request's own parsing already name its fields (a stray `max_tokens` is refused as itself).
+  let afterTranslation = false;
   const prepare = async () => {
     const body = parseResponsesRequest(request.body);
     const previousId = body.previous_response_id;
     const history = previousId == null ? [] : (await storedResponse(deps, previousId, owner, 'previous_response_id')).conversation;
-    return { body, ...toChatRequest(body, history) };
+    const translated = { body, ...toChatRequest(body, history) };
+    afterTranslation = true;
+    return translated;
   };
-  return runChatPipeline(deps, { request, reply }, prepare, async (run, { body, conversation }) => {
+  // Errors raised after the translation name the Responses request's fields, not the chat request's.
+  const answer = runChatPipeline(deps, { request, reply }, prepare, async (run, { body, conversation }) => {
     // With a retention of 0 nothing is stored, and the response says so.
     const store = body.store !== false && deps.responses.enabled;
     const save = async (response: ResponseObject): Promise<void> => {
@@ -82,6 +87,9 @@ async function createResponse(request: FastifyRequest, reply: FastifyReply, deps
     const response = finishedResponse(started, outputItems(choice), choice.finishReason, result.usage, run.imageTokens);
     await save(response);
     return response;
+  });
+  return answer.catch((error: unknown) => {
+    throw afterTranslation ? inResponsesTerms(error) : error;
   });
 }
 
