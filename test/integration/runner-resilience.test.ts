@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { basename, dirname } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
@@ -120,6 +121,9 @@ describe('runner resilience', () => {
       // through it), which the request then finds reset rather than refused.
       if (round % 2 === 1) assert.equal((await fetch(`${iris.baseUrl}/metrics`)).status, 200);
       process.kill(current.pid, 'SIGKILL');
+      // The signal is delivered asynchronously: a request that reached the child before it died is one it was
+      // working on (a 502 engine_crashed, tested above). This one is sent once the child's port refuses.
+      assert.ok(await portRefuses(current.port), `llama-server ${current.pid} stopped listening`);
       const answer = await strict.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
       assertMatchesSchema('CreateChatCompletionResponse', answer);
       assert.notEqual((await runner(iris, current.pid)).pid, current.pid, 'a new llama-server answered');
@@ -217,6 +221,25 @@ describe('no orphans', () => {
     await iris.stop();
   });
 });
+
+/** Waits (polling every millisecond, at most 5 s) until nothing listens on the loopback port any more. */
+async function portRefuses(port: number): Promise<boolean> {
+  const refused = () =>
+    new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(false);
+      });
+      socket.once('error', () => resolve(true));
+    });
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    if (await refused()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  return false;
+}
 
 /** iris_engine_restarts_total of the model, read from /metrics (no keys configured: open on loopback). */
 async function restartsMetric(iris: IrisProcess): Promise<number> {
